@@ -1,0 +1,22 @@
+"""Keras layers: attention, masks, embeddings, Transformer blocks, heads."""
+
+from tfbert.layers.bert_embeddings import BertEmbeddings
+from tfbert.layers.masked_lm_head import MaskedLMHead
+from tfbert.layers.masks import compute_causal_mask, merge_attention_masks
+from tfbert.layers.multi_head_attention import MultiHeadAttention
+from tfbert.layers.position_embedding import PositionEmbedding
+from tfbert.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
+from tfbert.layers.transformer_decoder_block import TransformerDecoderBlock
+from tfbert.layers.transformer_encoder_block import TransformerEncoderBlock
+
+__all__ = [
+    "BertEmbeddings",
+    "MaskedLMHead",
+    "MultiHeadAttention",
+    "PositionEmbedding",
+    "SinusoidalPositionEncoding",
+    "TransformerDecoderBlock",
+    "TransformerEncoderBlock",
+    "compute_causal_mask",
+    "merge_attention_masks",
+]

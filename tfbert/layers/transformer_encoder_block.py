@@ -1,0 +1,102 @@
+"""Transformer encoder block: self-attention then feed-forward."""
+
+import keras
+from keras import ops
+
+from tfbert.layers.transformer_block import TransformerBlock
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class TransformerEncoderBlock(TransformerBlock):
+    """Bidirectional self-attention + feed-forward, post-LN (BERT) or pre-LN.
+
+    Args:
+        num_heads: int. Attention heads; must divide the input width.
+        intermediate_dim: int. Width of the feed-forward hidden layer.
+        dropout: float, default 0.0. Dropout after attention and feed-forward.
+        attention_dropout: float, default None (= `dropout`). On attention
+            probabilities.
+        activation: str or callable, default "gelu" (exact erf GELU). Also
+            "relu", "gelu_approximate" (tanh) or any Keras activation.
+        layer_norm_epsilon: float, default 1e-5.
+        normalize_first: bool, default False. Pre-LN instead of post-LN.
+        kernel_initializer: default "glorot_uniform".
+        bias_initializer: default "zeros".
+
+    Example:
+        block = TransformerEncoderBlock(num_heads=4, intermediate_dim=256)
+        x = np.random.rand(2, 10, 64).astype("float32")
+        y = block(x, padding_mask=np.ones((2, 10), "int32"))  # (2, 10, 64)
+    """
+
+    def build(self, inputs_shape):
+        self.self_attention = self._attention(
+            "self_attention", inputs_shape[-1], inputs_shape
+        )
+        self.self_attention_layer_norm = self._layer_norm(
+            "self_attention_layer_norm", inputs_shape
+        )
+        self.self_attention_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="self_attention_dropout"
+        )
+        self._build_feedforward(inputs_shape)
+        self.built = True
+
+    def call(
+        self,
+        inputs,
+        padding_mask=None,
+        attention_mask=None,
+        head_mask=None,
+        output_positions=None,
+        return_attention_scores: bool = False,
+        training=None,
+    ):
+        """Encodes (B, T, D) `inputs`.
+
+        Args:
+            inputs: (B, T, D).
+            padding_mask: (B, T), 1/True for real tokens.
+            attention_mask: (B, T, T), 1/True where token t may attend to s.
+            head_mask: (N,) or (B, N), multiplies each head's output.
+            output_positions: (B, K) int positions, default None. Compute and
+                return only these K positions (B, K, D); they still attend to
+                all T tokens. A last layer feeding a masked-LM head or a [CLS]
+                classifier skips the work for every other position.
+            return_attention_scores: bool. Also return (B, N, T or K, T)
+                probabilities.
+        """
+        if self.normalize_first:
+            keys = self.self_attention_layer_norm(inputs)
+        else:
+            keys = inputs
+        queries, residual = keys, inputs
+        if output_positions is not None:
+            if len(output_positions.shape) != 2:
+                raise ValueError(
+                    "`output_positions` must have shape (batch, num_positions); "
+                    f"received shape {tuple(output_positions.shape)}."
+                )
+            # (B, K, 1) indices into the T axis.
+            index = ops.expand_dims(ops.cast(output_positions, "int32"), -1)
+            queries = ops.take_along_axis(keys, index, axis=1)  # (B, K, D)
+            residual = ops.take_along_axis(inputs, index, axis=1)
+            if attention_mask is not None:
+                attention_mask = ops.take_along_axis(attention_mask, index, axis=1)
+        attended = self.self_attention(
+            queries,
+            keys,
+            padding_mask=padding_mask,
+            attention_mask=attention_mask,
+            head_mask=head_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
+        )
+        scores = None
+        if return_attention_scores:
+            attended, scores = attended
+        x = residual + self.self_attention_dropout(attended, training=training)
+        if not self.normalize_first:
+            x = self.self_attention_layer_norm(x)
+        x = self._feedforward(x, training)
+        return (x, scores) if return_attention_scores else x
