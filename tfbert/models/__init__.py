@@ -1,0 +1,5 @@
+"""Models: the BERT backbone, pretrainer and (later) task and seq2seq models."""
+
+from tfbert.models.bert import BERT_PRESETS, BertBackbone, BertPretrainer
+
+__all__ = ["BERT_PRESETS", "BertBackbone", "BertPretrainer"]

@@ -1,0 +1,216 @@
+"""BERT pretraining: masked language modelling + next-sentence prediction."""
+
+import keras
+import numpy as np
+from keras import ops
+
+# Keras scales each replica's loss by 1 / num_replicas so that summing the
+# replicas' gradients gives the global mean; a model computing its own loss
+# must do the same. Pinned keras (<3.16) keeps this private helper in place.
+from keras.src.losses.loss import scale_loss_for_distribution
+
+from tfbert.layers.masked_lm_head import MaskedLMHead
+from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
+
+_BATCH_FORMAT = (
+    "x={'token_ids', 'segment_ids', 'padding_mask', 'mask_positions'}, "
+    "y={'mlm_labels': (batch, max_predictions), 'nsp_labels': (batch,)}, "
+    "optional sample_weight={'mlm_labels': (batch, max_predictions)}"
+)
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class BertPretrainer(keras.Model):
+    """A `BertBackbone` with masked-LM and next-sentence heads and their losses.
+
+    Train it with plain `compile(optimizer=...)` and `fit`. The losses are
+    built in: masked-LM cross-entropy averaged over the real predictions
+    (weight 1 in `sample_weight["mlm_labels"]`; every prediction when no
+    weights are given) plus next-sentence cross-entropy. `fit`/`evaluate`
+    report `loss`, `mlm_loss`, `nsp_loss`, `mlm_accuracy` and `nsp_accuracy`.
+
+    Batch format:
+        x = {"token_ids", "segment_ids", "padding_mask": (B, T) int32,
+             "mask_positions": (B, P) int32}
+        y = {"mlm_labels": (B, P) int32, "nsp_labels": (B,) int32
+             (0 = segment B follows segment A, 1 = random segment, as in
+             google-research/bert and Hugging Face)}
+        sample_weight = {"mlm_labels": (B, P) float, 0 for padding predictions}
+
+    Args:
+        backbone: `BertBackbone`.
+        next_sentence_prediction: bool, default True. Without it the model
+            has no NSP head and `y` needs only `mlm_labels` (RoBERTa-style).
+
+    Example:
+        pretrainer = BertPretrainer(BertBackbone.from_preset("bert_tiny"))
+        pretrainer.compile(optimizer=keras.optimizers.AdamW(1e-4))
+        pretrainer.fit(dataset, epochs=3)
+    """
+
+    def __init__(self, backbone: BertBackbone, next_sentence_prediction: bool = True, **kwargs):
+        if not isinstance(backbone, BertBackbone):
+            raise ValueError(
+                "`backbone` must be a tfbert.models.BertBackbone; received "
+                f"{type(backbone).__name__}."
+            )
+        # === Layers ===
+        self.backbone = backbone
+        self.masked_lm_head = MaskedLMHead(
+            token_embedding=backbone.token_embedding,
+            activation=backbone.activation,
+            layer_norm_epsilon=backbone.layer_norm_epsilon,
+            kernel_initializer=keras.initializers.TruncatedNormal(
+                stddev=backbone.initializer_range
+            ),
+            dtype=backbone.dtype_policy,
+            name="masked_lm_head",
+        )
+        if next_sentence_prediction:
+            self.next_sentence_head = keras.layers.Dense(
+                2,
+                kernel_initializer=keras.initializers.TruncatedNormal(
+                    stddev=backbone.initializer_range
+                ),
+                dtype=backbone.dtype_policy,
+                name="next_sentence_head",
+            )
+
+        # === Functional model ===
+        inputs = {
+            name: keras.Input(shape=(None,), dtype="int32", name=name)
+            for name in (*INPUT_NAMES, "mask_positions")
+        }
+        # The heads read only [CLS] (NSP) and the masked positions, so the
+        # last block computes only those rows.
+        positions = inputs["mask_positions"]
+        if next_sentence_prediction:
+            positions = ops.concatenate([ops.zeros_like(positions[:, :1]), positions], 1)
+        hidden = backbone.encode_positions(inputs, positions)  # (B, [1+]P, D)
+        if next_sentence_prediction:
+            cls_hidden, hidden = hidden[:, 0, :], hidden[:, 1:, :]
+        outputs = {"mlm_logits": self.masked_lm_head(hidden)}
+        if next_sentence_prediction:
+            nsp_logits = self.next_sentence_head(backbone.pooler(cls_hidden))
+            outputs["nsp_logits"] = ops.cast(nsp_logits, "float32")
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.next_sentence_prediction = next_sentence_prediction
+
+        # === Metrics (tracked, reset each epoch by fit/evaluate) ===
+        self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
+        self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
+        if next_sentence_prediction:
+            self.nsp_loss_tracker = keras.metrics.Mean(name="nsp_loss")
+            self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(
+                name="nsp_accuracy"
+            )
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        if loss is not None or metrics is not None or kwargs.get("weighted_metrics"):
+            raise ValueError(
+                "BertPretrainer computes its masked-LM and next-sentence losses "
+                "and metrics itself; call compile(optimizer=...) without "
+                "`loss`, `metrics` or `weighted_metrics`."
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores compile() settings when a saved model is loaded."""
+        config = keras.saving.deserialize_keras_object(config)
+        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            config.pop(key, None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @staticmethod
+    def _complete_sample_weight(y, kwargs):
+        """Lets in-memory data pass only MLM weights, as datasets may.
+
+        Keras' array adapter wants one weight array per target; NSP examples
+        all weigh 1, so that array is filled in here.
+        """
+        weights = kwargs.get("sample_weight")
+        if isinstance(y, dict) and isinstance(weights, dict):
+            if "nsp_labels" in y and "nsp_labels" not in weights:
+                count = np.shape(y["nsp_labels"])[0]
+                kwargs["sample_weight"] = {**weights, "nsp_labels": np.ones(count, "float32")}
+        return kwargs
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        return super().fit(x, y, *args, **self._complete_sample_weight(y, kwargs))
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        return super().evaluate(x, y, *args, **self._complete_sample_weight(y, kwargs))
+
+    def _unpack_targets(self, y, sample_weight):
+        required = ["mlm_labels"] + (["nsp_labels"] if self.next_sentence_prediction else [])
+        if not isinstance(y, dict) or any(key not in y for key in required):
+            received = sorted(y) if isinstance(y, dict) else type(y).__name__
+            raise ValueError(
+                f"BertPretrainer needs targets y with keys {required}; received "
+                f"{received}. Expected batch format: {_BATCH_FORMAT}."
+            )
+        mlm_labels = y["mlm_labels"]
+        if sample_weight is None:
+            mlm_weights = ops.ones(ops.shape(mlm_labels), "float32")
+        elif isinstance(sample_weight, dict) and set(sample_weight) <= {
+            "mlm_labels",
+            "nsp_labels",
+        }:
+            mlm_weights = sample_weight.get("mlm_labels")
+            if mlm_weights is None:
+                mlm_weights = ops.ones(ops.shape(mlm_labels), "float32")
+            mlm_weights = ops.cast(mlm_weights, "float32")
+        else:
+            raise ValueError(
+                "BertPretrainer takes sample_weight as a dict "
+                "{'mlm_labels': (batch, max_predictions)}; received "
+                f"{type(sample_weight).__name__}. Expected batch format: "
+                f"{_BATCH_FORMAT}."
+            )
+        return mlm_labels, mlm_weights, y.get("nsp_labels")
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        mlm_labels, mlm_weights, nsp_labels = self._unpack_targets(y, sample_weight)
+        # (B, P) per-prediction losses, averaged over the real predictions only.
+        mlm_losses = ops.sparse_categorical_crossentropy(
+            mlm_labels, y_pred["mlm_logits"], from_logits=True
+        )
+        loss = ops.divide_no_nan(ops.sum(mlm_losses * mlm_weights), ops.sum(mlm_weights))
+        self.mlm_loss_tracker.update_state(mlm_losses, sample_weight=mlm_weights)
+        if self.next_sentence_prediction:
+            nsp_losses = ops.sparse_categorical_crossentropy(
+                nsp_labels, y_pred["nsp_logits"], from_logits=True
+            )
+            loss = loss + ops.mean(nsp_losses)
+            self.nsp_loss_tracker.update_state(nsp_losses)
+        loss = scale_loss_for_distribution(loss)
+        for extra in self.losses:  # regularizers, add_loss()
+            loss = loss + ops.cast(ops.sum(extra), loss.dtype)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        mlm_labels, mlm_weights, nsp_labels = self._unpack_targets(y, sample_weight)
+        self.mlm_accuracy.update_state(
+            mlm_labels, y_pred["mlm_logits"], sample_weight=mlm_weights
+        )
+        if self.next_sentence_prediction:
+            self.nsp_accuracy.update_state(nsp_labels, y_pred["nsp_logits"])
+        return self.get_metrics_result()
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.layers.serialize(self.backbone),
+            "next_sentence_prediction": self.next_sentence_prediction,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
