@@ -18,7 +18,7 @@ def assert_all_close(actual, expected, atol=1e-6, rtol=0.0, message=""):
     actual = keras.tree.flatten(_to_numpy(actual))
     expected = keras.tree.flatten(_to_numpy(expected))
     assert len(actual) == len(expected), f"{len(actual)} vs {len(expected)} arrays"
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(
             a.astype("float64"), e.astype("float64"), atol=atol, rtol=rtol, err_msg=message
         )
@@ -83,13 +83,13 @@ def run_layer_test(
     symbolic_output = layer_cls(**init_kwargs)(**inputs, **call_kwargs)
     keras.tree.assert_same_structure(symbolic_output, eager_output)
     for symbolic, eager in zip(
-        keras.tree.flatten(symbolic_output), keras.tree.flatten(eager_output)
+        keras.tree.flatten(symbolic_output), keras.tree.flatten(eager_output), strict=False
     ):
         assert keras.backend.standardize_dtype(symbolic.dtype) == (
             keras.backend.standardize_dtype(eager.dtype)
         )
         assert all(
-            s is None or s == e for s, e in zip(symbolic.shape, eager.shape)
+            s is None or s == e for s, e in zip(symbolic.shape, eager.shape, strict=True)
         ), f"symbolic shape {symbolic.shape} vs eager {eager.shape}"
 
     # Functional model around a fresh layer: .keras save/load keeps outputs.
@@ -108,7 +108,9 @@ def run_layer_test(
         before = {w.path: np.array(w.numpy()) for w in training_model.trainable_weights}
         target = np.ones(tuple(_first_float(eager_output).shape), "float32")
         training_model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-        history = training_model.fit(input_data, target, epochs=1, batch_size=len(target), verbose=0)
+        history = training_model.fit(
+            input_data, target, epochs=1, batch_size=len(target), verbose=0
+        )
         assert np.isfinite(history.history["loss"][0])
         for weight in training_model.trainable_weights:
             if weight.path.endswith(untrained_weights) and untrained_weights:

@@ -36,10 +36,17 @@ def test_sum_of_three_embeddings_then_layer_norm(real_inputs):
 
 def test_out_of_range_ids_raise(real_inputs):
     layer = BertEmbeddings(vocabulary_size=1000, hidden_dim=8)
-    with pytest.raises(ValueError, match=r"`token_ids` must be in \[0, vocabulary_size=1000\); received a value of \d+"):
+    with pytest.raises(
+        ValueError,
+        match=r"`token_ids` must be in \[0, vocabulary_size=1000\); received a value of \d+",
+    ):
         layer(real_inputs["token_ids"])
     layer = BertEmbeddings(vocabulary_size=30522, hidden_dim=8)
-    with pytest.raises(ValueError, match=r"`segment_ids` must be in \[0, num_segments=2\); received a value of 2"):
+    with pytest.raises(
+        ValueError, match=r"`segment_ids` must be in \[0, num_segments=2\); received a value of 2"
+    ):
         layer(real_inputs["token_ids"], np.full_like(real_inputs["token_ids"], 2))
-    with pytest.raises(ValueError, match=r"`token_ids` must have shape \(batch, sequence_length\)"):
+    with pytest.raises(
+        ValueError, match=r"`token_ids` must have shape \(batch, sequence_length\)"
+    ):
         BertEmbeddings(vocabulary_size=30522, hidden_dim=8)(real_inputs["token_ids"][0])

@@ -49,7 +49,7 @@ def _copy_weights_to_keras(ours, theirs):
         (ours.value_dense, theirs._value_dense),
         (ours.output_dense, theirs._output_dense),
     ):
-        for a, b in zip(mine.weights, other.weights):
+        for a, b in zip(mine.weights, other.weights, strict=True):
             assert a.shape == b.shape
             b.assign(a)
 
@@ -67,12 +67,18 @@ def test_equals_keras_multi_head_attention(causal):
     _copy_weights_to_keras(ours, theirs)
 
     output, scores = ours(
-        query, value, padding_mask=padding_mask, use_causal_mask=causal,
+        query,
+        value,
+        padding_mask=padding_mask,
+        use_causal_mask=causal,
         return_attention_scores=True,
     )
     attention_mask = np.broadcast_to(padding_mask[:, None, :].astype(bool), (B, T, value.shape[1]))
     expected, expected_scores = theirs(
-        query, value, attention_mask=attention_mask, use_causal_mask=causal,
+        query,
+        value,
+        attention_mask=attention_mask,
+        use_causal_mask=causal,
         return_attention_scores=True,
     )
     assert_all_close(output, expected, atol=1e-5)
@@ -83,9 +89,7 @@ def test_padding_mask_equals_explicit_attention_mask():
     query, value, padding_mask = _data()
     layer = MultiHeadAttention(num_heads=N, key_dim=4)
     implicit = layer(query, value, padding_mask=padding_mask)
-    explicit = layer(
-        query, value, attention_mask=np.repeat(padding_mask[:, None, :], T, axis=1)
-    )
+    explicit = layer(query, value, attention_mask=np.repeat(padding_mask[:, None, :], T, axis=1))
     assert_all_close(implicit, explicit, atol=1e-6)
 
 
@@ -138,7 +142,9 @@ def test_head_mask_scales_each_head():
     assert_all_close(off, np.broadcast_to(bias, (B, T, D)), atol=1e-6)
     # Per-example mask: example 0 unchanged, example 1 differs.
     per_example = layer(
-        query, value, padding_mask=padding_mask,
+        query,
+        value,
+        padding_mask=padding_mask,
         head_mask=np.array([[1, 1, 1, 1], [1, 0, 1, 1]], "float32"),
     )
     assert_all_close(per_example[0], base[0], atol=1e-6)
@@ -174,7 +180,11 @@ def test_bad_inputs_raise_clear_errors():
         layer(query, value, head_mask=np.ones(3, "float32"))
     with pytest.raises(ValueError, match="`cache_index` was given without a `cache`"):
         layer(query, cache_index=0)
-    with pytest.raises(ValueError, match=r"`query` must have shape \(batch, length, features\).*\(2, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"`query` must have shape \(batch, length, features\).*\(2, 16\)"
+    ):
         MultiHeadAttention(num_heads=N, key_dim=4)(query[:, 0])
-    with pytest.raises(ValueError, match="`num_heads` must be a positive integer; received num_heads=0"):
+    with pytest.raises(
+        ValueError, match="`num_heads` must be a positive integer; received num_heads=0"
+    ):
         MultiHeadAttention(num_heads=0, key_dim=4)

@@ -8,7 +8,9 @@ from tfbert.layers import PositionEmbedding, SinusoidalPositionEncoding
 def test_position_embedding_harness():
     x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
     run_layer_test(
-        PositionEmbedding, {"sequence_length": 16}, {"inputs": x},
+        PositionEmbedding,
+        {"sequence_length": 16},
+        {"inputs": x},
         expected_output_shape=(2, 5, 8),
     )
 
@@ -30,8 +32,11 @@ def test_too_long_sequence_raises():
 def test_sinusoidal_harness_and_formula():
     x = np.zeros((2, 5, 8), "float32")
     out = run_layer_test(
-        SinusoidalPositionEncoding, {}, {"inputs": x},
-        expected_output_shape=(2, 5, 8), run_training_check=False,
+        SinusoidalPositionEncoding,
+        {},
+        {"inputs": x},
+        expected_output_shape=(2, 5, 8),
+        run_training_check=False,
     )
     out = np.asarray(out)
     position, i = 3, 2  # feature pair 2 -> features 4 (sin) and 5 (cos)

@@ -32,8 +32,11 @@ def test_encoder_decoder_harness(normalize_first):
     run_layer_test(
         TransformerDecoderBlock,
         {"num_heads": N, "intermediate_dim": 32, "normalize_first": normalize_first},
-        {"decoder_sequence": target, "encoder_sequence": source,
-         "encoder_padding_mask": source_mask},
+        {
+            "decoder_sequence": target,
+            "encoder_sequence": source,
+            "encoder_padding_mask": source_mask,
+        },
         expected_output_shape=(B, T, D),
     )
 

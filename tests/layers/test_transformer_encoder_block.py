@@ -19,8 +19,12 @@ def test_harness(normalize_first):
     x, padding_mask = _data()
     run_layer_test(
         TransformerEncoderBlock,
-        {"num_heads": 4, "intermediate_dim": 32, "dropout": 0.1,
-         "normalize_first": normalize_first},
+        {
+            "num_heads": 4,
+            "intermediate_dim": 32,
+            "dropout": 0.1,
+            "normalize_first": normalize_first,
+        },
         {"inputs": x, "padding_mask": padding_mask},
         expected_output_shape=(B, T, D),
     )
@@ -48,7 +52,9 @@ def test_output_positions_equal_gathered_full_output(normalize_first):
     full = np.asarray(block(x, padding_mask=padding_mask, attention_mask=attention_mask))
     positions = np.array([[0, 3, 5], [2, 2, 1]], "int32")
     partial = block(
-        x, padding_mask=padding_mask, attention_mask=attention_mask,
+        x,
+        padding_mask=padding_mask,
+        attention_mask=attention_mask,
         output_positions=positions,
     )
     assert_all_close(partial, np.take_along_axis(full, positions[..., None], axis=1), atol=1e-5)

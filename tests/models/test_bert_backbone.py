@@ -8,8 +8,14 @@ import pytest
 from tests.test_case import assert_all_close
 from tfbert.models import BERT_PRESETS, BertBackbone
 
-TINY = {"vocabulary_size": 30522, "num_layers": 2, "num_heads": 4, "hidden_dim": 32,
-        "intermediate_dim": 64, "max_sequence_length": 64}
+TINY = {
+    "vocabulary_size": 30522,
+    "num_layers": 2,
+    "num_heads": 4,
+    "hidden_dim": 32,
+    "intermediate_dim": 64,
+    "max_sequence_length": 64,
+}
 
 
 def test_outputs_and_shapes(real_inputs):
@@ -32,12 +38,17 @@ def test_bert_base_has_the_published_parameter_count():
 
 
 def test_presets_follow_the_papers():
-    sizes = {name: (p["num_layers"], p["hidden_dim"], p["num_heads"], p["intermediate_dim"])
-             for name, p in BERT_PRESETS.items()}
+    sizes = {
+        name: (p["num_layers"], p["hidden_dim"], p["num_heads"], p["intermediate_dim"])
+        for name, p in BERT_PRESETS.items()
+    }
     assert sizes == {
-        "bert_tiny": (2, 128, 2, 512), "bert_mini": (4, 256, 4, 1024),
-        "bert_small": (4, 512, 8, 2048), "bert_medium": (8, 512, 8, 2048),
-        "bert_base": (12, 768, 12, 3072), "bert_large": (24, 1024, 16, 4096),
+        "bert_tiny": (2, 128, 2, 512),
+        "bert_mini": (4, 256, 4, 1024),
+        "bert_small": (4, 512, 8, 2048),
+        "bert_medium": (8, 512, 8, 2048),
+        "bert_base": (12, 768, 12, 3072),
+        "bert_large": (24, 1024, 16, 4096),
     }
     backbone = BertBackbone.from_preset("bert_tiny", vocabulary_size=1000, dropout=0.0)
     assert (backbone.num_layers, backbone.hidden_dim, backbone.vocabulary_size) == (2, 128, 1000)
@@ -53,7 +64,8 @@ def test_padded_and_unpadded_real_sentences_agree(real_inputs):
         alone = backbone(single)
         assert_all_close(
             np.asarray(padded["sequence_output"])[row : row + 1, :length],
-            alone["sequence_output"], atol=1e-5,
+            alone["sequence_output"],
+            atol=1e-5,
         )
         assert_all_close(
             np.asarray(padded["pooled_output"])[row : row + 1], alone["pooled_output"], atol=1e-5
@@ -103,8 +115,11 @@ def test_dropout_only_in_training(real_inputs):
     a = backbone(real_inputs, training=True)["sequence_output"]
     b = backbone(real_inputs, training=True)["sequence_output"]
     assert not np.allclose(a, b)
-    assert_all_close(backbone(real_inputs)["sequence_output"],
-                     backbone(real_inputs)["sequence_output"], atol=0.0)
+    assert_all_close(
+        backbone(real_inputs)["sequence_output"],
+        backbone(real_inputs)["sequence_output"],
+        atol=0.0,
+    )
 
 
 def test_keras_save_load_and_config_round_trip(real_inputs):

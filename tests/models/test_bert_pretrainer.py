@@ -10,8 +10,14 @@ from tests.test_case import assert_all_close
 from tfbert.models import BertBackbone, BertPretrainer
 from tfbert.text import pretraining_dataset, write_pretraining_text
 
-SMALL = {"vocabulary_size": 30522, "num_layers": 2, "num_heads": 2, "hidden_dim": 64,
-         "intermediate_dim": 128, "max_sequence_length": 64}
+SMALL = {
+    "vocabulary_size": 30522,
+    "num_layers": 2,
+    "num_heads": 2,
+    "hidden_dim": 64,
+    "intermediate_dim": 128,
+    "max_sequence_length": 64,
+}
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +138,9 @@ def test_bad_usage_raises_clear_errors(real_batch):
     with pytest.raises(ValueError, match="without `loss`, `metrics`"):
         pretrainer.compile(optimizer="adam", loss="mse")
     pretrainer.compile(optimizer="adam")
-    with pytest.raises(ValueError, match=r"needs targets y with keys \['mlm_labels', 'nsp_labels'\]"):
+    with pytest.raises(
+        ValueError, match=r"needs targets y with keys \['mlm_labels', 'nsp_labels'\]"
+    ):
         pretrainer.fit(x, {"mlm_labels": y["mlm_labels"]}, epochs=1, verbose=0)
     flat_weights = tf.data.Dataset.from_tensors((x, y, w["mlm_labels"]))
     with pytest.raises(ValueError, match="takes sample_weight as a dict"):

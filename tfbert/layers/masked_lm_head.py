@@ -74,9 +74,7 @@ class MaskedLMHead(keras.layers.Layer):
         hidden_dim = inputs_shape[-1]
         if self.token_embedding is not None and not self.token_embedding.built:
             self.token_embedding.build((None, None))
-        if self.token_embedding is not None and (
-            self.token_embedding.output_dim != hidden_dim
-        ):
+        if self.token_embedding is not None and (self.token_embedding.output_dim != hidden_dim):
             raise ValueError(
                 f"The tied `token_embedding` has output_dim="
                 f"{self.token_embedding.output_dim}, but the inputs have "
@@ -150,9 +148,7 @@ class MaskedLMHead(keras.layers.Layer):
                 if isinstance(self.activation, str)
                 else keras.activations.serialize(self.activation),
                 "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
@@ -162,7 +158,5 @@ class MaskedLMHead(keras.layers.Layer):
     def from_config(cls, config):
         config = dict(config)
         if config.get("token_embedding") is not None:
-            config["token_embedding"] = keras.layers.deserialize(
-                config["token_embedding"]
-            )
+            config["token_embedding"] = keras.layers.deserialize(config["token_embedding"])
         return cls(**config)

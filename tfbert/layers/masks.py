@@ -10,8 +10,7 @@ from keras import ops
 def _check_rank(name: str, mask, rank: int, layout: str):
     if len(mask.shape) != rank:
         raise ValueError(
-            f"`{name}` must have rank {rank} {layout}; received shape "
-            f"{tuple(mask.shape)}."
+            f"`{name}` must have rank {rank} {layout}; received shape {tuple(mask.shape)}."
         )
 
 
@@ -33,9 +32,7 @@ def compute_causal_mask(batch_size, query_length, key_length, cache_index=None):
     key_positions = ops.arange(key_length, dtype="int32")
     # (T, S)
     mask = ops.expand_dims(query_positions, 1) >= ops.expand_dims(key_positions, 0)
-    return ops.broadcast_to(
-        ops.expand_dims(mask, 0), (batch_size, query_length, key_length)
-    )
+    return ops.broadcast_to(ops.expand_dims(mask, 0), (batch_size, query_length, key_length))
 
 
 def merge_attention_masks(padding_mask=None, attention_mask=None, causal_mask=None):

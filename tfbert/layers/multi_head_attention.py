@@ -97,15 +97,11 @@ class MultiHeadAttention(keras.layers.Layer):
                     f"known feature size; received shape {tuple(shape)}."
                 )
         n, h, hv = self.num_heads, self.key_dim, self.value_dim
-        self.query_dense = self._projection(
-            "query", "btd,dnh->btnh", (None, n, h), "nh"
-        )
+        self.query_dense = self._projection("query", "btd,dnh->btnh", (None, n, h), "nh")
         self.query_dense.build(query_shape)
         self.key_dense = self._projection("key", "bsd,dnh->bsnh", (None, n, h), "nh")
         self.key_dense.build(key_shape)
-        self.value_dense = self._projection(
-            "value", "bsd,dnh->bsnh", (None, n, hv), "nh"
-        )
+        self.value_dense = self._projection("value", "bsd,dnh->bsnh", (None, n, hv), "nh")
         self.value_dense.build(value_shape)
         output_dim = self.output_dim or query_shape[-1]
         self.output_dense = self._projection(
@@ -224,9 +220,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 "output_dim": self.output_dim,
                 "dropout": self.dropout,
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )

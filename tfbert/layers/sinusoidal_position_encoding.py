@@ -20,9 +20,7 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
     def __init__(self, max_wavelength: float = 10000.0, **kwargs):
         super().__init__(**kwargs)
         if max_wavelength <= 0:
-            raise ValueError(
-                f"`max_wavelength` must be positive; received {max_wavelength}."
-            )
+            raise ValueError(f"`max_wavelength` must be positive; received {max_wavelength}.")
         self.max_wavelength = max_wavelength
 
     def call(self, inputs, start_index=0):

@@ -26,9 +26,7 @@ class TransformerDecoderBlock(TransformerBlock):
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         hidden_dim = decoder_sequence_shape[-1]
-        self.self_attention = self._attention(
-            "self_attention", hidden_dim, decoder_sequence_shape
-        )
+        self.self_attention = self._attention("self_attention", hidden_dim, decoder_sequence_shape)
         self.self_attention_layer_norm = self._layer_norm(
             "self_attention_layer_norm", decoder_sequence_shape
         )
@@ -136,9 +134,7 @@ class TransformerDecoderBlock(TransformerBlock):
 
         if self.cross_attention is not None:
             if uses_cache and cross_attention_cache is None:
-                cross_attention_cache = self.compute_cross_attention_cache(
-                    encoder_sequence
-                )
+                cross_attention_cache = self.compute_cross_attention_cache(encoder_sequence)
 
             def cross_attend(x):
                 return self.cross_attention(

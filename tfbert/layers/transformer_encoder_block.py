@@ -30,9 +30,7 @@ class TransformerEncoderBlock(TransformerBlock):
     """
 
     def build(self, inputs_shape):
-        self.self_attention = self._attention(
-            "self_attention", inputs_shape[-1], inputs_shape
-        )
+        self.self_attention = self._attention("self_attention", inputs_shape[-1], inputs_shape)
         self.self_attention_layer_norm = self._layer_norm(
             "self_attention_layer_norm", inputs_shape
         )

@@ -44,4 +44,3 @@ def check_hidden_dim(hidden_dim, num_heads):
             f"hidden_dim={hidden_dim}, num_heads={num_heads}."
         )
     return hidden_dim // num_heads
-

@@ -68,8 +68,7 @@ class BertBackbone(keras.Model):
     ):
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(
-                f"`num_layers` must be a positive integer; received "
-                f"num_layers={num_layers!r}."
+                f"`num_layers` must be a positive integer; received num_layers={num_layers!r}."
             )
         check_hidden_dim(hidden_dim, num_heads)
         initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
@@ -110,8 +109,7 @@ class BertBackbone(keras.Model):
 
         # === Functional model ===
         inputs = {
-            name: keras.Input(shape=(None,), dtype="int32", name=name)
-            for name in INPUT_NAMES
+            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES
         }
         x, hidden_states, attention_scores = self._encode(
             inputs, collect_attention_scores=return_attention_scores
@@ -185,8 +183,7 @@ class BertBackbone(keras.Model):
         """
         if name not in BERT_PRESETS:
             raise ValueError(
-                f"Unknown preset name={name!r}. Available presets: "
-                f"{', '.join(BERT_PRESETS)}."
+                f"Unknown preset name={name!r}. Available presets: {', '.join(BERT_PRESETS)}."
             )
         return cls(**{**BERT_PRESETS[name], **overrides})
 

@@ -103,9 +103,7 @@ class BertPretrainer(keras.Model):
         self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
         if next_sentence_prediction:
             self.nsp_loss_tracker = keras.metrics.Mean(name="nsp_loss")
-            self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(
-                name="nsp_accuracy"
-            )
+            self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nsp_accuracy")
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         if loss is not None or metrics is not None or kwargs.get("weighted_metrics"):
@@ -194,9 +192,7 @@ class BertPretrainer(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         mlm_labels, mlm_weights, nsp_labels = self._unpack_targets(y, sample_weight)
-        self.mlm_accuracy.update_state(
-            mlm_labels, y_pred["mlm_logits"], sample_weight=mlm_weights
-        )
+        self.mlm_accuracy.update_state(mlm_labels, y_pred["mlm_logits"], sample_weight=mlm_weights)
         if self.next_sentence_prediction:
             self.nsp_accuracy.update_state(nsp_labels, y_pred["nsp_logits"])
         return self.get_metrics_result()

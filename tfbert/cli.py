@@ -1,0 +1,177 @@
+"""The `tfbert` command.
+
+tfbert quickstart   the whole path on the embedded default data
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _new_run_dir(parent: str) -> str:
+    """A fresh `parent/<timestamp>` folder; earlier runs are never overwritten."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, suffix = os.path.join(parent, stamp), 1
+    while os.path.exists(path):
+        suffix += 1
+        path = os.path.join(parent, f"{stamp}-{suffix}")
+    os.makedirs(path)
+    return path
+
+
+class _EpochTable:
+    """Collects per-epoch logs from `fit` and prints them as one table."""
+
+    COLUMNS = ("mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy")
+
+    def __init__(self, history):
+        self.history = history.history
+
+    def render(self) -> str:
+        names = [*self.COLUMNS, *(f"val_{name}" for name in self.COLUMNS)]
+        names = [name for name in names if name in self.history]
+        lines = ["epoch " + " ".join(f"{name:>16}" for name in names)]
+        for epoch in range(len(self.history[names[0]])):
+            values = " ".join(f"{self.history[name][epoch]:16.4f}" for name in names)
+            lines.append(f"{epoch + 1:5d} {values}")
+        return "\n".join(lines)
+
+
+def quickstart(args) -> int:
+    """Pretrains a small BERT (MLM + NSP) with `fit` on IMDB reviews."""
+    import keras
+
+    from tfbert.models import BertBackbone, BertPretrainer
+    from tfbert.text import (
+        BertTokenizer,
+        minilm_vocabulary_file,
+        movie_reviews,
+        pretraining_dataset,
+        write_pretraining_text,
+    )
+    from tfbert.training import WarmupPolynomialDecay, create_adamw, resolve_precision
+
+    run_dir = _new_run_dir(args.output_dir)
+    keras.utils.set_random_seed(args.seed)
+    precision = resolve_precision(args.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    print(f"tfbert quickstart -> {run_dir} (precision {precision})")
+
+    print(f"[1/3] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
+    reviews = [text for text, _ in movie_reviews("imdb")[: args.documents]]
+    held_out = max(2, len(reviews) // 20)
+    train_file = os.path.join(run_dir, "pretraining_train.txt")
+    validation_file = os.path.join(run_dir, "pretraining_validation.txt")
+    sentences = write_pretraining_text(reviews[:-held_out], train_file)
+    write_pretraining_text(reviews[-held_out:], validation_file)
+    print(f"      {sentences} sentences, one per line, documents separated by blank lines")
+
+    vocabulary_file = os.path.join(run_dir, "vocab.txt")
+    shutil.copyfile(minilm_vocabulary_file(), vocabulary_file)
+    tokenizer = BertTokenizer(vocabulary_file, sequence_length=args.sequence_length)
+    train = pretraining_dataset(
+        train_file, tokenizer, args.sequence_length, args.batch_size, seed=args.seed
+    )
+    validation = pretraining_dataset(
+        validation_file, tokenizer, args.sequence_length, args.batch_size, seed=args.seed
+    )
+    steps = int(train.cardinality())
+    if args.max_steps:
+        steps = min(steps, args.max_steps)
+        train = train.take(steps)
+    print(
+        f"      {tokenizer.vocabulary_size}-token uncased WordPiece vocabulary "
+        f"(all-MiniLM-L6-v2); {steps} batches of {args.batch_size} x "
+        f"{args.sequence_length} per epoch, {int(validation.cardinality())} held out"
+    )
+
+    print(f"[2/3] Pretraining {args.preset} (masked LM + next sentence) with fit")
+    backbone = BertBackbone.from_preset(
+        args.preset,
+        vocabulary_size=tokenizer.vocabulary_size,
+        max_sequence_length=max(args.sequence_length, 128),
+    )
+    pretrainer = BertPretrainer(backbone)
+    total_steps = steps * args.epochs
+    schedule = WarmupPolynomialDecay(
+        args.learning_rate, warmup_steps=max(1, total_steps // 10), total_steps=total_steps
+    )
+    pretrainer.compile(optimizer=create_adamw(schedule))
+    print(f"      {backbone.count_params():,} backbone parameters")
+    started = time.perf_counter()
+    history = pretrainer.fit(
+        train,
+        validation_data=validation,
+        epochs=args.epochs,
+        shuffle=False,  # the dataset reshuffles itself each epoch
+        verbose=args.verbose,
+    )
+    elapsed = time.perf_counter() - started
+    table = _EpochTable(history)
+    print(table.render())
+    mlm = history.history["mlm_loss"]
+    print(
+        f"      masked-LM loss {mlm[0]:.3f} -> {mlm[-1]:.3f} in {elapsed:.0f} s "
+        f"({total_steps * args.batch_size / elapsed:.0f} sequences/s)"
+    )
+
+    print("[3/3] Saving")
+    model_path = os.path.join(run_dir, "pretrainer.keras")
+    pretrainer.save(model_path)
+    print(f"      {model_path}\n      {vocabulary_file}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfbert", description="BERT on Keras 3: pretrain, fine-tune, compress, export."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start = commands.add_parser(
+        "quickstart", help="run the whole path on the embedded default data"
+    )
+    start.add_argument(
+        "--output-dir",
+        default="runs/quickstart",
+        help="parent folder; each run gets a new timestamped folder",
+    )
+    start.add_argument(
+        "--documents", type=int, default=2000, help="IMDB reviews to pretrain on (5%% held out)"
+    )
+    start.add_argument("--preset", default="bert_tiny")
+    start.add_argument("--sequence-length", type=int, default=128)
+    start.add_argument("--batch-size", type=int, default=32)
+    start.add_argument("--epochs", type=int, default=4)
+    start.add_argument(
+        "--max-steps", type=int, default=0, help="cap on batches per epoch (0: all)"
+    )
+    start.add_argument("--learning-rate", type=float, default=1e-3)
+    start.add_argument(
+        "--precision", default="auto", help="auto, float32, mixed_bfloat16 or mixed_float16"
+    )
+    start.add_argument("--seed", type=int, default=0)
+    start.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=[0, 1, 2],
+        help="Keras fit verbosity (1: progress bar)",
+    )
+    start.set_defaults(run=quickstart)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import tfbert  # noqa: F401  (pins the Keras backend before anything else)
+
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Text: tokenizers, corpora, sentence splitting and BERT pretraining data."""
+
+from tfbert.text.bert_tokenizer import BertTokenizer, load_vocabulary
+from tfbert.text.corpora import (
+    minilm_checkpoint_dir,
+    minilm_vocabulary_file,
+    movie_reviews,
+)
+from tfbert.text.pretraining_dataset import pretraining_dataset, read_documents
+from tfbert.text.sentences import clean_text, split_sentences, write_pretraining_text
+
+__all__ = [
+    "BertTokenizer",
+    "clean_text",
+    "load_vocabulary",
+    "minilm_checkpoint_dir",
+    "minilm_vocabulary_file",
+    "movie_reviews",
+    "pretraining_dataset",
+    "read_documents",
+    "split_sentences",
+    "write_pretraining_text",
+]

