@@ -49,8 +49,9 @@ def run_layer_test(
     float32_outputs: tuple = (),
     untrained_weights: tuple = (),
 ):
-    """Checks config round trip, eager and symbolic calls, one `fit` step,
-    `.keras` save/load with equal outputs, and a mixed_bfloat16 run.
+    """Checks config round trip, eager and symbolic calls, `.keras` save/load
+    with equal outputs, XLA (`jit_compile=True`) equal to eager, one `fit`
+    step, and a mixed_bfloat16 run.
 
     Args:
         layer_cls: the layer class.
@@ -101,6 +102,12 @@ def run_layer_test(
         model.save(path)
         restored = keras.saving.load_model(path)
     assert_all_close(restored(input_data, training=False), expected, atol=0.0)
+
+    # XLA: the compiled inference function agrees with eager execution.
+    model.compile(jit_compile=True)
+    batch_size = len(next(iter(input_data.values())))
+    compiled = model.predict(input_data, batch_size=batch_size, verbose=0)
+    assert_all_close(compiled, expected, atol=1e-5, message="jit_compile=True vs eager")
 
     # One fit step changes every weight that should learn.
     if run_training_check:
