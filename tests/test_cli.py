@@ -1,56 +1,42 @@
 import os
+import re
+
+import keras
+import numpy as np
 
 from tfbert.cli import main
 
+SMALL_RUN = "--documents 60 --sequence-length 64 --batch-size 8 --precision float32 --verbose 0"
 
-def test_quickstart_pretrains_and_saves(tmp_path, capsys):
-    code = main(
-        [
-            "quickstart",
-            "--output-dir",
-            str(tmp_path),
-            "--documents",
-            "60",
-            "--epochs",
-            "2",
-            "--max-steps",
-            "4",
-            "--sequence-length",
-            "64",
-            "--batch-size",
-            "8",
-            "--precision",
-            "float32",
-            "--verbose",
-            "0",
-        ]
-    )
-    assert code == 0
+
+def _quickstart(output_dir, epochs, max_steps):
+    arguments = f"quickstart --output-dir {output_dir} --epochs {epochs} --max-steps {max_steps}"
+    return main([*arguments.split(), *SMALL_RUN.split()])
+
+
+def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
+    assert _quickstart(tmp_path, epochs=2, max_steps=4) == 0
     printed = capsys.readouterr().out
-    assert "masked-LM loss" in printed and "val_mlm_loss" in printed
+    first, last = map(float, re.search(r"masked-LM loss ([\d.]+) -> ([\d.]+)", printed).groups())
+    assert last < first
+    assert "val_mlm_loss" in printed and "nsp_accuracy" in printed
+
     (run,) = os.listdir(tmp_path)
     files = set(os.listdir(tmp_path / run))
     assert {"pretrainer.keras", "vocab.txt", "pretraining_train.txt"} <= files
-    # A second run gets its own folder; nothing is overwritten.
-    main(
-        [
-            "quickstart",
-            "--output-dir",
-            str(tmp_path),
-            "--documents",
-            "60",
-            "--epochs",
-            "1",
-            "--max-steps",
-            "2",
-            "--sequence-length",
-            "64",
-            "--batch-size",
-            "8",
-            "--precision",
-            "float32",
-            "--verbose",
-            "0",
-        ]
-    )
+    pretrainer = keras.saving.load_model(tmp_path / run / "pretrainer.keras")
+    ids = np.array([[101, 1996, 103, 2003, 102]], "int32")
+    logits = pretrainer.predict(
+        {
+            "token_ids": ids,
+            "segment_ids": 0 * ids,
+            "padding_mask": 1 + 0 * ids,
+            "mask_positions": np.array([[2]], "int32"),
+        },
+        verbose=0,
+    )["mlm_logits"]
+    assert logits.shape == (1, 1, 30522)
+
+    # A second run gets its own folder.
+    assert _quickstart(tmp_path, epochs=1, max_steps=2) == 0
     assert len(os.listdir(tmp_path)) == 2

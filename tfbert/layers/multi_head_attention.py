@@ -70,7 +70,6 @@ class MultiHeadAttention(keras.layers.Layer):
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.supports_masking = False
 
     def _projection(self, name, equation, output_shape, bias_axes):
         return keras.layers.EinsumDense(
