@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfbert.layers.utils import clone_initializer, get_activation
+from tfbert.layers.utils import clone_initializer, gather_positions, get_activation
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
@@ -117,13 +117,7 @@ class MaskedLMHead(keras.layers.Layer):
         """
         x = inputs
         if mask_positions is not None:
-            if len(mask_positions.shape) != 2:
-                raise ValueError(
-                    "`mask_positions` must have shape (batch, max_predictions); "
-                    f"received shape {tuple(mask_positions.shape)}."
-                )
-            positions = ops.expand_dims(ops.cast(mask_positions, "int32"), -1)
-            x = ops.take_along_axis(inputs, positions, axis=1)  # (B, P, D)
+            (x,) = gather_positions([inputs], mask_positions, "mask_positions")  # (B, P, D)
         x = self.layer_norm(self.dense(x))
         if self.token_embedding is None:
             kernel = ops.cast(self.decoder_kernel, self.compute_dtype)  # (D, V)

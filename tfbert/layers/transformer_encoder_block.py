@@ -1,9 +1,9 @@
 """Transformer encoder block: self-attention then feed-forward."""
 
 import keras
-from keras import ops
 
 from tfbert.layers.transformer_block import TransformerBlock
+from tfbert.layers.utils import gather_positions
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
@@ -70,17 +70,12 @@ class TransformerEncoderBlock(TransformerBlock):
             keys = inputs
         queries, residual = keys, inputs
         if output_positions is not None:
-            if len(output_positions.shape) != 2:
-                raise ValueError(
-                    "`output_positions` must have shape (batch, num_positions); "
-                    f"received shape {tuple(output_positions.shape)}."
-                )
-            # (B, K, 1) indices into the T axis.
-            index = ops.expand_dims(ops.cast(output_positions, "int32"), -1)
-            queries = ops.take_along_axis(keys, index, axis=1)  # (B, K, D)
-            residual = ops.take_along_axis(inputs, index, axis=1)
-            if attention_mask is not None:
-                attention_mask = ops.take_along_axis(attention_mask, index, axis=1)
+            # (B, K, D) queries and residuals; (B, K, T) attention mask rows.
+            rows = [keys, inputs] + ([attention_mask] if attention_mask is not None else [])
+            queries, residual, *mask_rows = gather_positions(
+                rows, output_positions, "output_positions"
+            )
+            attention_mask = mask_rows[0] if mask_rows else None
         attended = self.self_attention(
             queries,
             keys,

@@ -1,6 +1,7 @@
 """Small helpers shared by tfbert layers."""
 
 import keras
+from keras import ops
 
 
 def clone_initializer(initializer):
@@ -44,3 +45,16 @@ def check_hidden_dim(hidden_dim, num_heads):
             f"hidden_dim={hidden_dim}, num_heads={num_heads}."
         )
     return hidden_dim // num_heads
+
+
+def gather_positions(sequences, positions, name: str = "positions"):
+    """Rows of each sequence at the given positions: a list of (B, T, ...) tensors
+    and (B, K) int positions give a list of (B, K, ...) tensors.
+    """
+    if len(positions.shape) != 2:
+        raise ValueError(
+            f"`{name}` must have shape (batch, num_positions); received shape "
+            f"{tuple(positions.shape)}."
+        )
+    index = ops.expand_dims(ops.cast(positions, "int32"), -1)  # (B, K, 1)
+    return [ops.take_along_axis(sequence, index, axis=1) for sequence in sequences]
