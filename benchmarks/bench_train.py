@@ -23,7 +23,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend)
@@ -200,5 +199,4 @@ def main():
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()
