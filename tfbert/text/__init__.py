@@ -2,6 +2,7 @@
 
 from tfbert.text.bert_tokenizer import BertTokenizer, load_vocabulary
 from tfbert.text.corpora import (
+    chinese_reviews,
     minilm_checkpoint_dir,
     minilm_vocabulary_file,
     movie_reviews,
@@ -11,6 +12,7 @@ from tfbert.text.sentences import clean_text, split_sentences, write_pretraining
 
 __all__ = [
     "BertTokenizer",
+    "chinese_reviews",
     "clean_text",
     "load_vocabulary",
     "minilm_checkpoint_dir",

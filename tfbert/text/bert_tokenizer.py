@@ -1,5 +1,6 @@
 """BERT WordPiece tokenization and [CLS] a [SEP] b [SEP] packing as a Keras layer."""
 
+import json
 import os
 
 import keras
@@ -7,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 from keras_hub.layers import MultiSegmentPacker
+
+from tfbert.text.normalization import normalize_text, split_words, valid_utf8
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -39,20 +42,60 @@ def load_vocabulary(vocabulary) -> list[str]:
     return tokens
 
 
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def checkpoint_casing(directory: str, vocabulary: list[str]) -> tuple[bool, bool | None]:
+    """(lowercase, strip_accents) declared by a BERT checkpoint directory.
+
+    Reads Hugging Face's `tokenizer_config.json` (`do_lower_case`,
+    `strip_accents`), else the normalizer in `tokenizer.json`. Google's
+    checkpoints declare no casing, so it is read from the vocabulary: a cased
+    vocabulary holds upper-case tokens ("The"), an uncased one none.
+    """
+    config_file = os.path.join(directory, "tokenizer_config.json")
+    if os.path.isfile(config_file):
+        config = _read_json(config_file)
+        if "do_lower_case" in config:
+            return bool(config["do_lower_case"]), config.get("strip_accents")
+    tokenizer_file = os.path.join(directory, "tokenizer.json")
+    if os.path.isfile(tokenizer_file):
+        normalizer = _read_json(tokenizer_file).get("normalizer") or {}
+        if normalizer.get("type") == "BertNormalizer":
+            return bool(normalizer.get("lowercase", True)), normalizer.get("strip_accents")
+    cased = any(token != token.lower() for token in vocabulary if token[:1] not in ("[", "<"))
+    return not cased, None
+
+
 @keras.saving.register_keras_serializable(package="tfbert")
 class BertTokenizer(keras.layers.Layer):
     """Raw strings to BERT inputs, in graph ops usable in tf.data and SavedModels.
 
-    Word pieces come from tensorflow-text's `FastBertTokenizer`; one or two
-    segments are packed as `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`,
-    truncated round-robin (the longer segment loses tokens first), padded with
-    `[PAD]` to `sequence_length`.
+    Text is normalized and split into words exactly as BERT's reference
+    tokenizer does it (see `tfbert.text.normalization`), then cut into word
+    pieces by tensorflow-text's `FastWordpieceTokenizer`: greedy longest match,
+    "##" continuation pieces, `[UNK]` for a word with no pieces or longer than
+    `max_word_length` characters. One or two segments are packed as
+    `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`; when they do not fit, the
+    longer segment loses tokens first, and on a tie the two segments keep
+    `budget // 2` and `budget - budget // 2` tokens (as Hugging Face's
+    "longest_first"). Outputs are padded with `[PAD]` to `sequence_length`.
 
     Args:
         vocabulary: path of a BERT `vocab.txt`, or a list of tokens.
         sequence_length: int, default 128. Length of every packed output.
-        lowercase: bool, default True. Lower-case and strip accents (for
-            uncased vocabularies).
+        lowercase: bool, default True. Lower-case the text (uncased
+            vocabularies).
+        strip_accents: bool or None. None (default) strips accents exactly
+            when `lowercase` is set.
+        special_tokens_in_strings: bool, default False. When True, the
+            literal strings "[CLS]", "[SEP]", "[MASK]", "[PAD]" and "[UNK]" in
+            the text become those tokens (as Hugging Face tokenizers do);
+            when False, they are ordinary text, so user text cannot inject a
+            separator.
+        max_word_length: int, default 100. Longer words become `[UNK]`.
 
     Example:
         tokenizer = BertTokenizer("vocab.txt", sequence_length=16)
@@ -60,7 +103,16 @@ class BertTokenizer(keras.layers.Layer):
         pairs = tokenizer(["question?"], ["answer."])
     """
 
-    def __init__(self, vocabulary, sequence_length: int = 128, lowercase: bool = True, **kwargs):
+    def __init__(
+        self,
+        vocabulary,
+        sequence_length: int = 128,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        special_tokens_in_strings: bool = False,
+        max_word_length: int = 100,
+        **kwargs,
+    ):
         kwargs.setdefault("dtype", "int32")
         super().__init__(**kwargs)
         self._convert_input_args = False
@@ -70,31 +122,67 @@ class BertTokenizer(keras.layers.Layer):
                 "`sequence_length` must be an integer >= 3 (room for [CLS], a "
                 f"token and [SEP]); received sequence_length={sequence_length!r}."
             )
+        if not isinstance(max_word_length, int) or max_word_length < 1:
+            raise ValueError(
+                f"`max_word_length` must be a positive integer; received {max_word_length!r}."
+            )
         self.vocabulary = load_vocabulary(vocabulary)
         self.sequence_length = sequence_length
         self.lowercase = lowercase
+        self.strip_accents = strip_accents
+        self.special_tokens_in_strings = special_tokens_in_strings
+        self.max_word_length = max_word_length
         ids = {token: i for i, token in enumerate(self.vocabulary)}
         self.pad_token_id = ids["[PAD]"]
         self.unk_token_id = ids["[UNK]"]
         self.cls_token_id = ids["[CLS]"]
         self.sep_token_id = ids["[SEP]"]
         self.mask_token_id = ids["[MASK]"]
-        self._tokenizer = tf_text.FastBertTokenizer(
+        self.special_token_ids = sorted(ids[token] for token in SPECIAL_TOKENS)
+        self._special_pattern = "|".join(
+            token.replace("[", r"\[").replace("]", r"\]") for token in SPECIAL_TOKENS
+        )
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
             vocab=self.vocabulary,
+            suffix_indicator="##",
+            # Words are limited in characters below; UTF-8 needs up to 4 bytes each.
+            max_bytes_per_word=4 * max_word_length,
             token_out_type=tf.int32,
             unknown_token="[UNK]",
+            no_pretokenization=True,
             support_detokenization=True,
-            lower_case_nfd_strip_accents=lowercase,
         )
         self._packer = MultiSegmentPacker(
             sequence_length=sequence_length,
             start_value=self.cls_token_id,
             end_value=self.sep_token_id,
             pad_value=self.pad_token_id,
-            truncate="round_robin",
             dtype="int32",
         )
         self.built = True  # no weights: the vocabulary is the whole state
+
+    @classmethod
+    def from_checkpoint(cls, directory, **kwargs):
+        """A tokenizer for a Hugging Face or google-research/bert checkpoint folder.
+
+        Reads `vocab.txt` and the casing the checkpoint declares (see
+        `checkpoint_casing`); keyword arguments (`sequence_length`, or an
+        explicit `lowercase`) are passed on and win over the folder.
+        """
+        directory = os.fspath(directory)
+        vocabulary_file = os.path.join(directory, "vocab.txt")
+        if not os.path.isfile(vocabulary_file):
+            found = sorted(os.listdir(directory)) if os.path.isdir(directory) else None
+            raise ValueError(
+                f"No vocab.txt in {directory!r} (found: {found}); pass a Hugging Face "
+                "or google-research/bert checkpoint folder, or build the tokenizer "
+                "from a vocabulary with `BertTokenizer(vocabulary)`."
+            )
+        vocabulary = load_vocabulary(vocabulary_file)
+        lowercase, strip_accents = checkpoint_casing(directory, vocabulary)
+        kwargs.setdefault("lowercase", lowercase)
+        kwargs.setdefault("strip_accents", strip_accents)
+        return cls(vocabulary, **kwargs)
 
     @property
     def vocabulary_size(self) -> int:
@@ -105,18 +193,57 @@ class BertTokenizer(keras.layers.Layer):
         if isinstance(texts, str):
             texts = [texts]
         if isinstance(texts, (list, tuple, np.ndarray)):
-            texts = tf.constant(np.asarray(texts, dtype=object).astype(str))
+            items = np.asarray(texts, dtype=object).ravel().tolist()
+            if not all(isinstance(item, (str, bytes)) for item in items):
+                kinds = sorted(
+                    {type(item).__name__ for item in items if not isinstance(item, (str, bytes))}
+                )
+                raise ValueError(f"`{name}` must be strings; received items of type {kinds}.")
+            # Encoded one by one: NumPy's fixed-width strings would cut at a NUL.
+            encoded = [item if isinstance(item, bytes) else item.encode("utf-8") for item in items]
+            texts = tf.reshape(tf.constant(encoded, tf.string), np.shape(texts))
         texts = tf.convert_to_tensor(texts)
         if texts.dtype != tf.string:
             raise ValueError(
                 f"`{name}` must be strings (a list, NumPy array or tf.string "
                 f"tensor); received dtype {texts.dtype.name}."
             )
+        if texts.shape.rank != 1:
+            raise ValueError(
+                f"`{name}` must be a batch of strings of shape (batch,); received "
+                f"shape {texts.shape}. Flatten it, or batch a dataset before mapping."
+            )
         return texts
+
+    def split_words(self, texts):
+        """Strings (B,) to normalized words (B, words) as a ragged tf.string tensor."""
+        texts = self._as_strings(texts, "texts")
+        if not self.special_tokens_in_strings:
+            return split_words(normalize_text(texts, self.lowercase, self.strip_accents))
+        # Special tokens are found in the raw text, before normalization.
+        parts = tf_text.regex_split(
+            valid_utf8(texts), self._special_pattern, self._special_pattern
+        )
+        flat = parts.flat_values
+        is_special = tf.strings.regex_full_match(flat, self._special_pattern)
+        words = split_words(normalize_text(flat, self.lowercase, self.strip_accents))
+        words = tf.ragged.boolean_mask(words, tf.ones_like(words, tf.bool) & ~is_special[:, None])
+        special = tf.RaggedTensor.from_row_lengths(
+            tf.boolean_mask(flat, is_special), tf.cast(is_special, tf.int64)
+        )
+        words = tf.concat([words, special], axis=1)
+        return parts.with_flat_values(words).merge_dims(1, 2)
+
+    def tokenize_words(self, texts):
+        """Strings (B,) to word-piece ids per word, ragged (B, words, pieces) int32."""
+        words = self.split_words(texts)
+        too_long = tf.strings.length(words, unit="UTF8_CHAR") > self.max_word_length
+        words = tf.where(too_long, "[UNK]", words)
+        return self._wordpiece.tokenize(words)
 
     def tokenize(self, texts):
         """Strings (B,) to a ragged (B, pieces) int32 tensor of word-piece ids."""
-        return self._tokenizer.tokenize(self._as_strings(texts, "texts"))
+        return self.tokenize_words(texts).merge_dims(1, 2)
 
     def detokenize(self, token_ids):
         """Word-piece ids back to strings (B,); [PAD], [CLS] and [SEP] are dropped."""
@@ -127,7 +254,31 @@ class BertTokenizer(keras.layers.Layer):
             & (token_ids != self.cls_token_id)
             & (token_ids != self.sep_token_id)
         )
-        return self._tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, keep))
+        return self._wordpiece.detokenize(tf.ragged.boolean_mask(token_ids, keep))
+
+    def _truncate(self, segments):
+        """Trims segments to fit with their special tokens, longest first."""
+        budget = self.sequence_length - 1 - len(segments)
+        lengths = [segment.row_lengths() for segment in segments]
+        if len(segments) == 1:
+            keep = [tf.minimum(lengths[0], budget)]
+        else:
+            first, second = lengths
+            shorter = tf.minimum(first, second)
+            # The shorter segment stays whole if it fits in half the budget;
+            # otherwise both get half, the second one the odd token.
+            short_keep = tf.where(2 * shorter <= budget, shorter, budget // 2)
+            long_keep = budget - short_keep
+            fits = first + second <= budget
+            first_longer = first > second
+            keep = [
+                tf.where(fits, first, tf.where(first_longer, long_keep, short_keep)),
+                tf.where(fits, second, tf.where(first_longer, short_keep, long_keep)),
+            ]
+        return [
+            tf.ragged.boolean_mask(segment, tf.ragged.range(length) < limit[:, None])
+            for segment, length, limit in zip(segments, lengths, keep, strict=True)
+        ]
 
     def call(self, texts, pairs=None):
         """Packs texts (and optional second segments) into model inputs.
@@ -143,7 +294,7 @@ class BertTokenizer(keras.layers.Layer):
         segments = [self.tokenize(texts)]
         if pairs is not None:
             segments.append(self.tokenize(pairs))
-        token_ids, segment_ids = self._packer(tuple(segments))
+        token_ids, segment_ids = self._packer(tuple(self._truncate(segments)))
         return {
             "token_ids": token_ids,
             "segment_ids": segment_ids,
@@ -161,6 +312,9 @@ class BertTokenizer(keras.layers.Layer):
                 "vocabulary": self.vocabulary,
                 "sequence_length": self.sequence_length,
                 "lowercase": self.lowercase,
+                "strip_accents": self.strip_accents,
+                "special_tokens_in_strings": self.special_tokens_in_strings,
+                "max_word_length": self.max_word_length,
             }
         )
         return config

