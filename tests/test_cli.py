@@ -5,8 +5,12 @@ import keras
 import numpy as np
 
 from tfbert.cli import main
+from tfbert.text import BertTokenizer
 
-SMALL_RUN = "--documents 60 --sequence-length 64 --batch-size 8 --precision float32 --verbose 0"
+SMALL_RUN = (
+    "--documents 60 --vocabulary-size 2000 --sequence-length 64 --batch-size 8 "
+    "--precision float32 --verbose 0"
+)
 
 
 def _quickstart(output_dir, epochs, max_steps):
@@ -25,17 +29,15 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
     files = set(os.listdir(tmp_path / run))
     assert {"pretrainer.keras", "vocab.txt", "pretraining_train.txt"} <= files
     pretrainer = keras.saving.load_model(tmp_path / run / "pretrainer.keras")
-    ids = np.array([[101, 1996, 103, 2003, 102]], "int32")
-    logits = pretrainer.predict(
-        {
-            "token_ids": ids,
-            "segment_ids": 0 * ids,
-            "padding_mask": 1 + 0 * ids,
-            "mask_positions": np.array([[2]], "int32"),
-        },
-        verbose=0,
-    )["mlm_logits"]
-    assert logits.shape == (1, 1, 30522)
+    tokenizer = BertTokenizer(str(tmp_path / run / "vocab.txt"), sequence_length=8)
+    assert 1000 < tokenizer.vocabulary_size <= 2000
+    inputs = tokenizer(["the film was great"])
+    position = 2
+    inputs["token_ids"] = inputs["token_ids"].numpy()
+    inputs["token_ids"][0, position] = tokenizer.mask_token_id
+    inputs["mask_positions"] = np.array([[position]], "int32")
+    logits = pretrainer.predict(inputs, verbose=0)["mlm_logits"]
+    assert logits.shape == (1, 1, tokenizer.vocabulary_size)
 
     # A second run gets its own folder.
     assert _quickstart(tmp_path, epochs=1, max_steps=2) == 0

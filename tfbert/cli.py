@@ -5,7 +5,6 @@ tfbert quickstart   the whole path on the embedded default data
 
 import argparse
 import os
-import shutil
 import sys
 import time
 
@@ -48,7 +47,7 @@ def quickstart(args) -> int:
     from tfbert.models import BertBackbone, BertPretrainer
     from tfbert.text import (
         BertTokenizer,
-        minilm_vocabulary_file,
+        build_vocabulary,
         movie_reviews,
         pretraining_dataset,
         write_pretraining_text,
@@ -61,7 +60,7 @@ def quickstart(args) -> int:
     keras.mixed_precision.set_global_policy(precision)
     print(f"tfbert quickstart -> {run_dir} (precision {precision})")
 
-    print(f"[1/3] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
+    print(f"[1/4] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
     reviews = [text for text, _ in movie_reviews("imdb")[: args.documents]]
     held_out = max(2, len(reviews) // 20)
     train_file = os.path.join(run_dir, "pretraining_train.txt")
@@ -70,26 +69,34 @@ def quickstart(args) -> int:
     write_pretraining_text(reviews[-held_out:], validation_file)
     print(f"      {sentences} sentences, one per line, documents separated by blank lines")
 
+    print(f"[2/4] Vocabulary: WordPiece, at most {args.vocabulary_size} tokens, uncased")
     vocabulary_file = os.path.join(run_dir, "vocab.txt")
-    shutil.copyfile(minilm_vocabulary_file(), vocabulary_file)
+    started = time.perf_counter()
+    vocabulary = build_vocabulary(
+        reviews[:-held_out], args.vocabulary_size, vocabulary_file=vocabulary_file
+    )
+    print(
+        f"      {len(vocabulary)} tokens learned from the training reviews in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     tokenizer = BertTokenizer(vocabulary_file, sequence_length=args.sequence_length)
+    options = dict(whole_word_masking=True, seed=args.seed)
     train = pretraining_dataset(
-        train_file, tokenizer, args.sequence_length, args.batch_size, seed=args.seed
+        train_file, tokenizer, args.sequence_length, args.batch_size, **options
     )
     validation = pretraining_dataset(
-        validation_file, tokenizer, args.sequence_length, args.batch_size, seed=args.seed
+        validation_file, tokenizer, args.sequence_length, args.batch_size, **options
     )
     steps = int(train.cardinality())
     if args.max_steps:
         steps = min(steps, args.max_steps)
         train = train.take(steps)
     print(
-        f"      {tokenizer.vocabulary_size}-token uncased WordPiece vocabulary "
-        f"(all-MiniLM-L6-v2); {steps} batches of {args.batch_size} x "
-        f"{args.sequence_length} per epoch, {int(validation.cardinality())} held out"
+        f"      {steps} batches of {args.batch_size} x {args.sequence_length} per epoch, "
+        f"{int(validation.cardinality())} held out; whole-word masking"
     )
 
-    print(f"[2/3] Pretraining {args.preset} (masked LM + next sentence) with fit")
+    print(f"[3/4] Pretraining {args.preset} (masked LM + next sentence) with fit")
     backbone = BertBackbone.from_preset(
         args.preset,
         vocabulary_size=tokenizer.vocabulary_size,
@@ -119,7 +126,7 @@ def quickstart(args) -> int:
         f"({total_steps * args.batch_size / elapsed:.0f} sequences/s)"
     )
 
-    print("[3/3] Saving")
+    print("[4/4] Saving")
     model_path = os.path.join(run_dir, "pretrainer.keras")
     pretrainer.save(model_path)
     print(f"      {model_path}\n      {vocabulary_file}")
@@ -142,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument(
         "--documents", type=int, default=2000, help="IMDB reviews to pretrain on (5%% held out)"
+    )
+    start.add_argument(
+        "--vocabulary-size", type=int, default=8000, help="WordPiece tokens to learn"
     )
     start.add_argument("--preset", default="bert_tiny")
     start.add_argument("--sequence-length", type=int, default=128)

@@ -113,3 +113,120 @@ def test_bad_inputs_raise_clear_errors(imdb_file, tokenizer, tmp_path):
         pretraining_dataset(str(single), tokenizer, 64, 1)
     with pytest.raises(ValueError, match="does not exist"):
         pretraining_dataset(str(tmp_path / "missing.txt"), tokenizer, 64, 1)
+
+
+def _epoch(dataset):
+    return [
+        {k: v.numpy() for part in batch for k, v in part.items() if k != "nsp_labels"}
+        for batch in dataset
+    ]
+
+
+def _same(first, second):
+    return all(np.array_equal(a[k], b[k]) for a, b in zip(first, second, strict=True) for k in a)
+
+
+def test_fixed_seed_reproduces_every_epoch_and_masks_change(imdb_file, tokenizer):
+    make = lambda seed: pretraining_dataset(imdb_file, tokenizer, 64, 16, seed=seed)  # noqa: E731
+    dataset, again = make(5), make(5)
+    first, second = _epoch(dataset), _epoch(dataset)
+    assert _same(first, _epoch(again)) and _same(second, _epoch(again))
+    assert not _same(first, second)  # dynamic masking: new masks (and order) each epoch
+    assert not _same(first, _epoch(make(6)))
+
+
+def _original_ids(x, y, w):
+    """Token ids with the masked positions restored from the labels."""
+    ids = np.array(x["token_ids"])
+    for row in range(len(ids)):
+        real = np.asarray(w["mlm_labels"][row]) > 0
+        ids[row, np.asarray(x["mask_positions"][row])[real]] = np.asarray(y["mlm_labels"][row])[
+            real
+        ]
+    return ids
+
+
+def test_prediction_count_follows_bert(imdb_file, tokenizer):
+    dataset = pretraining_dataset(imdb_file, tokenizer, 64, 16, max_predictions=6, seed=1)
+    for x, _, w in dataset.take(4):
+        tokens = x["padding_mask"].numpy().sum(1)
+        expected = np.minimum(6, np.maximum(1, np.round(tokens * 0.15)))
+        np.testing.assert_array_equal(w["mlm_labels"].numpy().sum(1), expected)
+        positions = x["mask_positions"].numpy()
+        for row, count in enumerate(expected.astype(int)):
+            assert np.all(np.diff(positions[row, :count]) > 0)  # ascending, distinct
+
+
+def test_whole_word_masking_masks_all_pieces_of_a_word(imdb_file, tokenizer):
+    dataset = pretraining_dataset(
+        imdb_file, tokenizer, 64, 16, whole_word_masking=True, max_predictions=10, seed=2
+    )
+    continues = np.array([token.startswith("##") for token in tokenizer.vocabulary])
+    special = {tokenizer.cls_token_id, tokenizer.sep_token_id}
+    masked_pieces = split_words = 0
+    for x, y, w in dataset:
+        ids = _original_ids(x, y, w)
+        for row in range(len(ids)):
+            real = w["mlm_labels"].numpy()[row] > 0
+            chosen = set(x["mask_positions"].numpy()[row][real].tolist())
+            for p in chosen:
+                # A chosen piece's neighbours inside the same word are chosen too.
+                if continues[ids[row, p]]:
+                    masked_pieces += 1
+                    # (a segment can start mid-word, right after [SEP])
+                    split_words += (p - 1) not in chosen and ids[row, p - 1] not in special
+                if p + 1 < ids.shape[1] and continues[ids[row, p + 1]]:
+                    split_words += (p + 1) not in chosen
+    assert masked_pieces > 20 and split_words == 0
+
+
+def test_tfrecords_round_trip_and_feed_the_same_examples(imdb_file, tokenizer, tmp_path):
+    from tfbert.text import read_pretraining_tfrecords, write_pretraining_tfrecords
+
+    paths = write_pretraining_tfrecords(
+        imdb_file, tokenizer, tmp_path, sequence_length=64, num_shards=3, dupe_factor=2, seed=0
+    )
+    assert [os.path.basename(p) for p in paths] == [
+        f"pretraining-{i:05d}-of-00003.tfrecord" for i in range(3)
+    ]
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".incomplete")]
+    with pytest.raises(FileExistsError, match="already holds pretraining shards"):
+        write_pretraining_tfrecords(imdb_file, tokenizer, tmp_path, sequence_length=64)
+
+    records = read_pretraining_tfrecords(
+        str(tmp_path / "pretraining-*.tfrecord"), 8, shuffle=False
+    )
+    x, y, w = records.element_spec
+    assert {k: (tuple(v.shape), v.dtype.name) for k, v in x.items()} == {
+        "token_ids": ((8, 64), "int32"),
+        "segment_ids": ((8, 64), "int32"),
+        "padding_mask": ((8, 64), "int32"),
+        "mask_positions": ((8, 20), "int32"),
+    }
+    assert tuple(y["nsp_labels"].shape) == (8,) and w["mlm_labels"].dtype.name == "float32"
+
+    # The records hold the dataset's examples (same seed, same pairs), each
+    # masked twice with different masks.
+    stored = [(_original_ids(*batch), batch) for batch in records]
+    rows = [tuple(row) for ids, _ in stored for row in ids]
+    masks = [tuple(row) for _, (x, _, _) in stored for row in x["mask_positions"].numpy()]
+    in_memory = pretraining_dataset(imdb_file, tokenizer, 64, 1, seed=0)
+    expected = [tuple(row) for batch in in_memory for row in _original_ids(*batch)]
+    assert sorted(set(rows)) == sorted(set(expected))
+    assert len(rows) >= 2 * len(expected) - 8  # minus the dropped last batch
+    assert len(set(zip(rows, masks, strict=True))) > 1.9 * len(set(rows))
+
+
+def test_tfrecords_feed_pretrainer_fit(imdb_file, tokenizer, tmp_path):
+    from tfbert.models import BertBackbone, BertPretrainer
+    from tfbert.text import read_pretraining_tfrecords, write_pretraining_tfrecords
+
+    write_pretraining_tfrecords(imdb_file, tokenizer, tmp_path, sequence_length=32, seed=0)
+    dataset = read_pretraining_tfrecords(str(tmp_path / "*.tfrecord"), 8, seed=0).take(3)
+    backbone = BertBackbone.from_preset("bert_tiny", vocabulary_size=tokenizer.vocabulary_size)
+    pretrainer = BertPretrainer(backbone)
+    pretrainer.compile(optimizer="adam")
+    history = pretrainer.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["mlm_loss"][0])
+    with pytest.raises(ValueError, match="No TFRecord shards match"):
+        read_pretraining_tfrecords(str(tmp_path / "nothing-*.tfrecord"), 8)

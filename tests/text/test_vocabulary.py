@@ -18,7 +18,9 @@ from tfbert.text import (
 def _unknown_rate_and_pieces_per_word(tokenizer, texts):
     words = tokenizer.tokenize_words(texts)
     pieces = words.flat_values.numpy()
-    return float(np.mean(pieces == tokenizer.unk_token_id)), len(pieces) / int(words.values.nrows())
+    return float(np.mean(pieces == tokenizer.unk_token_id)), len(pieces) / int(
+        words.values.nrows()
+    )
 
 
 def test_english_vocabulary_learned_from_imdb_covers_rotten_tomatoes():

@@ -8,12 +8,19 @@ from tfbert.text.corpora import (
     minilm_vocabulary_file,
     movie_reviews,
 )
-from tfbert.text.pretraining_dataset import pretraining_dataset, read_documents
+from tfbert.text.masking import MaskedLMMasker
+from tfbert.text.pretraining_dataset import (
+    pretraining_dataset,
+    read_documents,
+    read_pretraining_tfrecords,
+    write_pretraining_tfrecords,
+)
 from tfbert.text.sentences import clean_text, split_sentences, write_pretraining_text
 from tfbert.text.vocabulary import build_vocabulary, count_words
 
 __all__ = [
     "BertTokenizer",
+    "MaskedLMMasker",
     "build_vocabulary",
     "chinese_reviews",
     "chinese_vocabulary_file",
@@ -25,6 +32,8 @@ __all__ = [
     "movie_reviews",
     "pretraining_dataset",
     "read_documents",
+    "read_pretraining_tfrecords",
     "split_sentences",
     "write_pretraining_text",
+    "write_pretraining_tfrecords",
 ]

@@ -7,17 +7,21 @@ sentences, segment B is the true continuation half of the time and a run from
 another document otherwise. Unlike that script, a chunk holding a single
 sentence becomes a true pair by splitting the sentence, so the two NSP
 classes stay balanced (the script labels every such chunk random, about 60%
-random on IMDB reviews). Masks are drawn anew for every batch (dynamic
-masking, Liu et al. 2019) with keras-nlp's `MaskedLMMaskGenerator`: 80%
-[MASK], 10% random token, 10% unchanged; [CLS], [SEP] and padding are never
-masked.
+random on IMDB reviews). Masks (see `tfbert.text.masking`) are drawn anew
+for every batch and epoch (dynamic masking, Liu et al. 2019) from seeds that
+a fixed `seed` makes reproducible; `write_pretraining_tfrecords` stores
+masked examples instead (static masking, as the original BERT) for corpora
+larger than memory.
 """
 
+import glob
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
-from keras_hub.layers import MaskedLMMaskGenerator
+
+from tfbert.text.masking import MaskedLMMasker
 
 IS_NEXT, IS_RANDOM = 0, 1
 
@@ -147,6 +151,48 @@ def _pack(instances, tokenizer, sequence_length):
     return token_ids, segment_ids, labels
 
 
+def _check_arguments(sequence_length, batch_size=1):
+    if not isinstance(sequence_length, int) or sequence_length < 5:
+        raise ValueError(
+            f"`sequence_length` must be an integer >= 5; received {sequence_length!r}."
+        )
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
+
+
+def _pairs(files, tokenizer, sequence_length, next_sentence, short_sequence_probability, rng):
+    """Packed (token_ids, segment_ids, nsp_labels) arrays from text files."""
+    documents = _tokenize_documents(read_documents(files), tokenizer)
+    instances = create_instances(
+        documents,
+        sequence_length - (3 if next_sentence else 2),
+        next_sentence,
+        short_sequence_probability,
+        rng,
+    )
+    return _pack(instances, tokenizer, sequence_length)
+
+
+def _features(masked, segment_ids, nsp_labels, pad_token_id, next_sentence):
+    """(x, y, sample_weight) in `BertPretrainer`'s batch format."""
+    x = {
+        "token_ids": masked["token_ids"],
+        "segment_ids": segment_ids,
+        "padding_mask": tf.cast(masked["token_ids"] != pad_token_id, tf.int32),
+        "mask_positions": masked["mask_positions"],
+    }
+    # Padding is never masked, so the padding mask is the same before and after.
+    y = {"mlm_labels": masked["mask_ids"]}
+    if next_sentence:
+        y["nsp_labels"] = nsp_labels
+    return x, y, {"mlm_labels": masked["mask_weights"]}
+
+
+def _seeds(seed):
+    """A dataset of stateless seeds: fixed for a fixed `seed`, new every epoch."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
 def pretraining_dataset(
     files,
     tokenizer,
@@ -155,6 +201,7 @@ def pretraining_dataset(
     masked_lm_probability: float = 0.15,
     max_predictions: int = 20,
     next_sentence: bool = True,
+    whole_word_masking: bool = False,
     short_sequence_probability: float = 0.1,
     seed: int | None = None,
 ) -> tf.data.Dataset:
@@ -169,69 +216,220 @@ def pretraining_dataset(
         masked_lm_probability: float, default 0.15. Share of tokens masked.
         max_predictions: int, default 20. Masked positions per example (P).
         next_sentence: bool, default True. Build NSP pairs and labels.
+        whole_word_masking: bool, default False. Mask all pieces of a word
+            together.
         short_sequence_probability: float, default 0.1.
-        seed: int, default None. Fixes pair construction and shuffling.
+        seed: int, default None. With a seed, pairs, order and masks are the
+            same on every run (and differ from epoch to epoch); None draws
+            them anew each run.
 
     Returns:
         `tf.data.Dataset` of (x, y, sample_weight) in `BertPretrainer`'s batch
         format, int32 features of static shape.
     """
-    if sequence_length < 5:
-        raise ValueError(f"`sequence_length` must be at least 5; received {sequence_length}.")
-    if not 0.0 < masked_lm_probability < 1.0:
-        raise ValueError(
-            f"`masked_lm_probability` must be in (0, 1); received {masked_lm_probability}."
-        )
-    rng = np.random.default_rng(seed)
-    documents = _tokenize_documents(read_documents(files), tokenizer)
-    special_tokens = 3 if next_sentence else 2
-    instances = create_instances(
-        documents,
-        sequence_length - special_tokens,
+    _check_arguments(sequence_length, batch_size)
+    masker = MaskedLMMasker(tokenizer, masked_lm_probability, max_predictions, whole_word_masking)
+    token_ids, segment_ids, nsp_labels = _pairs(
+        files,
+        tokenizer,
+        sequence_length,
         next_sentence,
         short_sequence_probability,
-        rng,
+        np.random.default_rng(seed),
     )
-    if len(instances) < batch_size:
+    if len(token_ids) < batch_size:
         raise ValueError(
-            f"The text yields {len(instances)} examples, fewer than one batch of "
+            f"The text yields {len(token_ids)} examples, fewer than one batch of "
             f"{batch_size}; add text or lower `batch_size`."
         )
-    token_ids, segment_ids, nsp_labels = _pack(instances, tokenizer, sequence_length)
 
-    masker = MaskedLMMaskGenerator(
-        vocabulary_size=tokenizer.vocabulary_size,
-        mask_selection_rate=masked_lm_probability,
-        mask_token_id=tokenizer.mask_token_id,
-        mask_selection_length=max_predictions,
-        unselectable_token_ids=[
-            tokenizer.pad_token_id,
-            tokenizer.cls_token_id,
-            tokenizer.sep_token_id,
-        ],
-    )
-
-    def mask(token_ids, segment_ids, nsp_labels):
-        # Static (batch, max_predictions) shapes, as TPUs need.
-        masked = {
-            key: tf.ensure_shape(
-                value, token_ids.shape if key == "token_ids" else (batch_size, max_predictions)
-            )
-            for key, value in masker(token_ids).items()
-        }
-        x = {
-            "token_ids": tf.cast(masked["token_ids"], tf.int32),
-            "segment_ids": segment_ids,
-            "padding_mask": tf.cast(token_ids != tokenizer.pad_token_id, tf.int32),
-            "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
-        }
-        y = {"mlm_labels": tf.cast(masked["mask_ids"], tf.int32)}
-        if next_sentence:
-            y["nsp_labels"] = nsp_labels
-        sample_weight = {"mlm_labels": tf.cast(masked["mask_weights"], tf.float32)}
-        return x, y, sample_weight
+    def mask(batch, seed):
+        token_ids, segment_ids, nsp_labels = batch
+        masked = masker(token_ids, seed)
+        return _features(masked, segment_ids, nsp_labels, tokenizer.pad_token_id, next_sentence)
 
     dataset = tf.data.Dataset.from_tensor_slices((token_ids, segment_ids, nsp_labels))
-    dataset = dataset.shuffle(len(instances), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.shuffle(len(token_ids), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = tf.data.Dataset.zip(dataset, _seeds(seed))
     return dataset.map(mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+RECORD_FEATURES = (
+    "token_ids",
+    "segment_ids",
+    "padding_mask",
+    "mask_positions",
+    "mlm_labels",
+    "mlm_weights",
+    "nsp_labels",
+)
+
+
+def _int_feature(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def write_pretraining_tfrecords(
+    files,
+    tokenizer,
+    output_dir,
+    sequence_length: int = 128,
+    num_shards: int = 4,
+    dupe_factor: int = 1,
+    masked_lm_probability: float = 0.15,
+    max_predictions: int = 20,
+    next_sentence: bool = True,
+    whole_word_masking: bool = False,
+    short_sequence_probability: float = 0.1,
+    seed: int | None = None,
+) -> list[str]:
+    """Writes masked pretraining examples as sharded TFRecord files.
+
+    Input files are processed one at a time (random NSP segments come from
+    the same file), so memory holds one input file, never the corpus: split
+    a large corpus into many files. Each example is masked `dupe_factor`
+    times with different masks (static masking, as google-research/bert).
+    Shards are written under temporary names and renamed when complete, so
+    a crash never leaves a half-written shard under a final name.
+
+    Args:
+        files: path or list of paths in the BERT pretraining text format.
+        tokenizer: `tfbert.text.BertTokenizer`.
+        output_dir: folder for `pretraining-XXXXX-of-YYYYY.tfrecord`; it must
+            not hold shards already (nothing is overwritten).
+        sequence_length, masked_lm_probability, max_predictions,
+        next_sentence, whole_word_masking, short_sequence_probability, seed:
+            as in `pretraining_dataset`.
+        num_shards: int, default 4. Examples go round-robin to the shards.
+        dupe_factor: int, default 1. Maskings of each example.
+
+    Returns:
+        The shard paths.
+    """
+    _check_arguments(sequence_length)
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    output_dir = os.fspath(output_dir)
+    existing = glob.glob(os.path.join(output_dir, "pretraining-*.tfrecord*"))
+    if existing:
+        raise FileExistsError(
+            f"{output_dir!r} already holds pretraining shards ({len(existing)}, e.g. "
+            f"{os.path.basename(existing[0])!r}); choose a new folder or delete them first."
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    masker = MaskedLMMasker(tokenizer, masked_lm_probability, max_predictions, whole_word_masking)
+    rng = np.random.default_rng(seed)
+    paths = [
+        os.path.join(output_dir, f"pretraining-{i:05d}-of-{num_shards:05d}.tfrecord")
+        for i in range(num_shards)
+    ]
+    writers = [tf.io.TFRecordWriter(path + ".incomplete") for path in paths]
+    count = 0
+    try:
+        for path in files:
+            token_ids, segment_ids, nsp_labels = _pairs(
+                [path], tokenizer, sequence_length, next_sentence, short_sequence_probability, rng
+            )
+            for _ in range(dupe_factor):
+                masked = masker(token_ids, rng.integers(0, 2**62, size=2))
+                x, y, w = _features(
+                    masked, segment_ids, nsp_labels, tokenizer.pad_token_id, next_sentence
+                )
+                columns = {
+                    **{k: np.asarray(v) for k, v in x.items()},
+                    "mlm_labels": np.asarray(y["mlm_labels"]),
+                    "mlm_weights": np.asarray(w["mlm_labels"]).astype(np.int64),
+                    "nsp_labels": nsp_labels[:, None],
+                }
+                for row in rng.permutation(len(token_ids)):
+                    example = tf.train.Example(
+                        features=tf.train.Features(
+                            feature={
+                                name: _int_feature(columns[name][row]) for name in RECORD_FEATURES
+                            }
+                        )
+                    )
+                    writers[count % num_shards].write(example.SerializeToString())
+                    count += 1
+    finally:
+        for writer in writers:
+            writer.close()
+    for path in paths:
+        os.replace(path + ".incomplete", path)
+    with open(os.path.join(output_dir, "pretraining-info.json"), "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "examples": count,
+                "sequence_length": sequence_length,
+                "max_predictions": max_predictions,
+                "next_sentence": next_sentence,
+                "whole_word_masking": whole_word_masking,
+                "dupe_factor": dupe_factor,
+                "vocabulary_size": tokenizer.vocabulary_size,
+            },
+            f,
+            indent=1,
+        )
+    return paths
+
+
+def read_pretraining_tfrecords(
+    files,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int | None = None,
+    next_sentence: bool = True,
+) -> tf.data.Dataset:
+    """Reads shards from `write_pretraining_tfrecords` as `BertPretrainer` batches.
+
+    Args:
+        files: a shard path, a glob pattern ("dir/pretraining-*.tfrecord") or
+            a list of paths.
+        batch_size: int. Batches are full (drop_remainder), shapes static.
+        shuffle: bool, default True. Shuffle shard order and examples.
+        seed: int, default None.
+        next_sentence: bool, default True. Yield `nsp_labels`.
+
+    Returns:
+        The batch format of `pretraining_dataset`: (x, y, sample_weight),
+        int32 features (float32 weights) of static shape.
+    """
+    _check_arguments(5, batch_size)
+    patterns = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    paths = sorted(p for pattern in patterns for p in glob.glob(os.fspath(pattern)))
+    if not paths:
+        raise ValueError(
+            f"No TFRecord shards match {patterns}; write them with "
+            "`write_pretraining_tfrecords` or check the path."
+        )
+    first = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(paths[0]))).numpy())
+    lengths = {
+        name: len(first.features.feature[name].int64_list.value) for name in RECORD_FEATURES
+    }
+    spec = {name: tf.io.FixedLenFeature([lengths[name]], tf.int64) for name in RECORD_FEATURES}
+
+    def parse(records):
+        features = tf.io.parse_example(records, spec)
+        x = {
+            name: tf.cast(features[name], tf.int32)
+            for name in ("token_ids", "segment_ids", "padding_mask", "mask_positions")
+        }
+        y = {"mlm_labels": tf.cast(features["mlm_labels"], tf.int32)}
+        if next_sentence:
+            y["nsp_labels"] = tf.cast(features["nsp_labels"][:, 0], tf.int32)
+        return x, y, {"mlm_labels": tf.cast(features["mlm_weights"], tf.float32)}
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths)
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(paths), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=seed is not None,
+    )
+    if shuffle:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
