@@ -1,3 +1,4 @@
+import json
 import os
 import tempfile
 
@@ -190,6 +191,8 @@ def test_tfrecords_round_trip_and_feed_the_same_examples(imdb_file, tokenizer, t
         f"pretraining-{i:05d}-of-00003.tfrecord" for i in range(3)
     ]
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".incomplete")]
+    with open(tmp_path / "pretraining-info.json", encoding="utf-8") as f:
+        info = json.load(f)
     with pytest.raises(FileExistsError, match="already holds pretraining shards"):
         write_pretraining_tfrecords(imdb_file, tokenizer, tmp_path, sequence_length=64)
 
@@ -214,6 +217,7 @@ def test_tfrecords_round_trip_and_feed_the_same_examples(imdb_file, tokenizer, t
     expected = [tuple(row) for batch in in_memory for row in _original_ids(*batch)]
     assert sorted(set(rows)) == sorted(set(expected))
     assert len(rows) >= 2 * len(expected) - 8  # minus the dropped last batch
+    assert info["examples"] == sum(info["shards"].values()) == 2 * len(expected)
     assert len(set(zip(rows, masks, strict=True))) > 1.9 * len(set(rows))
 
 

@@ -305,7 +305,8 @@ def write_pretraining_tfrecords(
         dupe_factor: int, default 1. Maskings of each example.
 
     Returns:
-        The shard paths.
+        The shard paths. `pretraining-info.json` beside them records the
+        settings and the number of examples in each shard.
     """
     _check_arguments(sequence_length)
     if isinstance(files, (str, os.PathLike)):
@@ -325,7 +326,7 @@ def write_pretraining_tfrecords(
         for i in range(num_shards)
     ]
     writers = [tf.io.TFRecordWriter(path + ".incomplete") for path in paths]
-    count = 0
+    count, shard_counts = 0, [0] * num_shards
     try:
         for path in files:
             token_ids, segment_ids, nsp_labels = _pairs(
@@ -351,6 +352,7 @@ def write_pretraining_tfrecords(
                         )
                     )
                     writers[count % num_shards].write(example.SerializeToString())
+                    shard_counts[count % num_shards] += 1
                     count += 1
     finally:
         for writer in writers:
@@ -367,6 +369,9 @@ def write_pretraining_tfrecords(
                 "whole_word_masking": whole_word_masking,
                 "dupe_factor": dupe_factor,
                 "vocabulary_size": tokenizer.vocabulary_size,
+                "shards": {
+                    os.path.basename(path): n for path, n in zip(paths, shard_counts, strict=True)
+                },
             },
             f,
             indent=1,
@@ -393,7 +398,10 @@ def read_pretraining_tfrecords(
 
     Returns:
         The batch format of `pretraining_dataset`: (x, y, sample_weight),
-        int32 features (float32 weights) of static shape.
+        int32 features (float32 weights) of static shape. Its length is not
+        known to tf.data: for a large corpus train with
+        `fit(dataset.repeat(), steps_per_epoch=...)`, the example counts are
+        in `pretraining-info.json`.
     """
     _check_arguments(5, batch_size)
     patterns = [files] if isinstance(files, (str, os.PathLike)) else list(files)
