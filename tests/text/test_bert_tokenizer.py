@@ -198,6 +198,7 @@ def test_inputs_of_every_kind_and_tf_data(vocabulary_file):
     expected = tokenizer(texts)["token_ids"].numpy()
     for variant in (np.array(texts), tf.constant(texts), tuple(texts)):
         np.testing.assert_array_equal(tokenizer(variant)["token_ids"].numpy(), expected)
+    assert tokenizer([])["token_ids"].shape == (0, 8)
     dataset = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(tokenizer)
     np.testing.assert_array_equal(next(iter(dataset))["token_ids"].numpy(), expected)
 

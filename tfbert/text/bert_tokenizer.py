@@ -295,6 +295,9 @@ class BertTokenizer(keras.layers.Layer):
         if pairs is not None:
             segments.append(self.tokenize(pairs))
         token_ids, segment_ids = self._packer(tuple(self._truncate(segments)))
+        # (An empty batch comes back flat from the packer.)
+        token_ids = tf.reshape(token_ids, (-1, self.sequence_length))
+        segment_ids = tf.reshape(segment_ids, (-1, self.sequence_length))
         return {
             "token_ids": token_ids,
             "segment_ids": segment_ids,

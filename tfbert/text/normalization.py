@@ -41,7 +41,7 @@ _UPPER = [upper for upper, _ in unicode_tables.LOWERCASE]
 _LOWER = [lower for _, lower in unicode_tables.LOWERCASE]
 
 
-def _lowercase(texts):
+def _lowercase_unicode(texts):
     for upper, lower in unicode_tables.LOWERCASE_MULTIPLE.items():
         texts = tf.strings.regex_replace(
             texts, f"\\x{{{upper:X}}}", "".join(chr(c) for c in lower)
@@ -52,6 +52,17 @@ def _lowercase(texts):
     index = tf.minimum(tf.searchsorted(upper, values), len(_UPPER) - 1)
     lowered = tf.where(tf.gather(upper, index) == values, tf.gather(_LOWER, index), values)
     return tf.strings.unicode_encode(code_points.with_flat_values(lowered), "UTF-8")
+
+
+def _lowercase(texts):
+    """Per-character lower case; ASCII-only strings take a fast byte-wise path."""
+    shape = tf.shape(texts)
+    texts = tf.reshape(texts, [-1])
+    is_ascii = tf.cast(tf.strings.regex_full_match(texts, "[\\x00-\\x7F]*"), tf.int32)
+    unicode_texts, ascii_texts = tf.dynamic_partition(texts, is_ascii, 2)
+    positions = tf.dynamic_partition(tf.range(tf.size(texts)), is_ascii, 2)
+    lowered = [_lowercase_unicode(unicode_texts), tf.strings.lower(ascii_texts)]
+    return tf.reshape(tf.dynamic_stitch(positions, lowered), shape)
 
 
 def valid_utf8(texts):
