@@ -26,11 +26,13 @@ quickstart: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tfbert tests benchmarks
+	$(VENV)/bin/ruff format --check tfbert tests benchmarks
 
 test: lint
 	$(PY) -m pytest -x -q tests
 
 bench: $(STAMP)
+	$(PY) benchmarks/bench_tokenizer.py
 	$(PY) benchmarks/bench_train.py
 
 clean:

@@ -199,6 +199,11 @@ def test_inputs_of_every_kind_and_tf_data(vocabulary_file):
     for variant in (np.array(texts), tf.constant(texts), tuple(texts)):
         np.testing.assert_array_equal(tokenizer(variant)["token_ids"].numpy(), expected)
     assert tokenizer([])["token_ids"].shape == (0, 8)
+    # One string (an unbatched dataset element) gives unbatched outputs.
+    np.testing.assert_array_equal(tokenizer("good")["token_ids"].numpy(), expected[0])
+    unbatched = tf.data.Dataset.from_tensor_slices(texts).map(tokenizer).batch(2)
+    np.testing.assert_array_equal(next(iter(unbatched))["token_ids"].numpy(), expected)
+    assert tokenizer.tokenize("bad movie").numpy().tolist() == [2919, 3185]
     dataset = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(tokenizer)
     np.testing.assert_array_equal(next(iter(dataset))["token_ids"].numpy(), expected)
 
@@ -242,6 +247,8 @@ def test_bad_inputs_raise_clear_errors(vocabulary_file):
     assert (
         tokenizer.tokenize([b"caf\xff ok"]).to_list() == tokenizer.tokenize(["caf ok"]).to_list()
     )
+    with pytest.raises(ValueError, match="must both be single strings or both batches"):
+        tokenizer("a question", ["an answer"])
     with pytest.raises(ValueError, match="`max_word_length` must be a positive integer"):
         BertTokenizer(vocabulary_file, max_word_length=0)
 

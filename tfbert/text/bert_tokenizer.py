@@ -190,8 +190,9 @@ class BertTokenizer(keras.layers.Layer):
 
     @staticmethod
     def _as_strings(texts, name):
-        if isinstance(texts, str):
-            texts = [texts]
+        """(batch of strings (B,), whether the input was one unbatched string)."""
+        if isinstance(texts, (str, bytes)):
+            texts = tf.constant(texts.encode("utf-8") if isinstance(texts, str) else texts)
         if isinstance(texts, (list, tuple, np.ndarray)):
             items = np.asarray(texts, dtype=object).ravel().tolist()
             if not all(isinstance(item, (str, bytes)) for item in items):
@@ -208,16 +209,25 @@ class BertTokenizer(keras.layers.Layer):
                 f"`{name}` must be strings (a list, NumPy array or tf.string "
                 f"tensor); received dtype {texts.dtype.name}."
             )
+        if texts.shape.rank == 0:
+            return texts[None], True
         if texts.shape.rank != 1:
             raise ValueError(
-                f"`{name}` must be a batch of strings of shape (batch,); received "
-                f"shape {texts.shape}. Flatten it, or batch a dataset before mapping."
+                f"`{name}` must be one string or a batch of strings of shape (batch,); "
+                f"received shape {texts.shape}. Flatten it first."
             )
-        return texts
+        return texts, False
 
     def split_words(self, texts):
-        """Strings (B,) to normalized words (B, words) as a ragged tf.string tensor."""
-        texts = self._as_strings(texts, "texts")
+        """Strings (B,) to normalized words (B, words) as a ragged tf.string tensor.
+
+        One unbatched string gives its words (words,); so for every method.
+        """
+        texts, scalar = self._as_strings(texts, "texts")
+        words = self._split_words(texts)
+        return words[0] if scalar else words
+
+    def _split_words(self, texts):
         if not self.special_tokens_in_strings:
             return split_words(normalize_text(texts, self.lowercase, self.strip_accents))
         # Special tokens are found in the raw text, before normalization.
@@ -234,16 +244,23 @@ class BertTokenizer(keras.layers.Layer):
         words = tf.concat([words, special], axis=1)
         return parts.with_flat_values(words).merge_dims(1, 2)
 
-    def tokenize_words(self, texts):
-        """Strings (B,) to word-piece ids per word, ragged (B, words, pieces) int32."""
-        words = self.split_words(texts)
+    def _tokenize_words(self, texts):
+        words = self._split_words(texts)
         too_long = tf.strings.length(words, unit="UTF8_CHAR") > self.max_word_length
         words = tf.where(too_long, "[UNK]", words)
         return self._wordpiece.tokenize(words)
 
+    def tokenize_words(self, texts):
+        """Strings (B,) to word-piece ids per word, ragged (B, words, pieces) int32."""
+        texts, scalar = self._as_strings(texts, "texts")
+        pieces = self._tokenize_words(texts)
+        return pieces[0] if scalar else pieces
+
     def tokenize(self, texts):
         """Strings (B,) to a ragged (B, pieces) int32 tensor of word-piece ids."""
-        return self.tokenize_words(texts).merge_dims(1, 2)
+        texts, scalar = self._as_strings(texts, "texts")
+        pieces = self._tokenize_words(texts).merge_dims(1, 2)
+        return pieces[0] if scalar else pieces
 
     def detokenize(self, token_ids):
         """Word-piece ids back to strings (B,); [PAD], [CLS] and [SEP] are dropped."""
@@ -284,28 +301,39 @@ class BertTokenizer(keras.layers.Layer):
         """Packs texts (and optional second segments) into model inputs.
 
         Args:
-            texts: (B,) strings: a Python list, NumPy array or tf.string tensor.
-            pairs: (B,) strings for the second segment, or None.
+            texts: (B,) strings: a Python list, NumPy array or tf.string tensor;
+                or one string (e.g. mapping an unbatched dataset).
+            pairs: second segments, shaped like `texts`, or None.
 
         Returns:
             {"token_ids", "segment_ids", "padding_mask"}, each (B, sequence_length)
-            int32.
+            int32, or (sequence_length,) for one string.
         """
-        segments = [self.tokenize(texts)]
+        texts, scalar = self._as_strings(texts, "texts")
+        segments = [self._tokenize_words(texts).merge_dims(1, 2)]
         if pairs is not None:
-            segments.append(self.tokenize(pairs))
+            pairs, pairs_scalar = self._as_strings(pairs, "pairs")
+            if pairs_scalar != scalar:
+                raise ValueError(
+                    "`texts` and `pairs` must both be single strings or both batches; "
+                    f"received shapes {texts.shape[1:] if scalar else texts.shape} and "
+                    f"{pairs.shape[1:] if pairs_scalar else pairs.shape}."
+                )
+            segments.append(self._tokenize_words(pairs).merge_dims(1, 2))
         token_ids, segment_ids = self._packer(tuple(self._truncate(segments)))
         # (An empty batch comes back flat from the packer.)
         token_ids = tf.reshape(token_ids, (-1, self.sequence_length))
         segment_ids = tf.reshape(segment_ids, (-1, self.sequence_length))
-        return {
+        outputs = {
             "token_ids": token_ids,
             "segment_ids": segment_ids,
             "padding_mask": tf.cast(token_ids != self.pad_token_id, tf.int32),
         }
+        return {key: value[0] for key, value in outputs.items()} if scalar else outputs
 
     def compute_output_spec(self, texts, pairs=None):
-        spec = keras.KerasTensor((None, self.sequence_length), "int32")
+        shape = (self.sequence_length,) if len(texts.shape) == 0 else (None, self.sequence_length)
+        spec = keras.KerasTensor(shape, "int32")
         return {"token_ids": spec, "segment_ids": spec, "padding_mask": spec}
 
     def get_config(self):
