@@ -184,6 +184,33 @@ class BertTokenizer(keras.layers.Layer):
         kwargs.setdefault("strip_accents", strip_accents)
         return cls(vocabulary, **kwargs)
 
+    def save_checkpoint(self, directory) -> None:
+        """Writes `vocab.txt` and a Hugging Face `tokenizer_config.json` into a folder.
+
+        `from_checkpoint` (and Hugging Face's `BertTokenizerFast`) read them
+        back; existing files are never overwritten.
+        """
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "tokenize_chinese_chars": True,
+            "model_max_length": self.sequence_length,
+            **{
+                f"{name}_token": f"[{name.upper()}]"
+                for name in ("unk", "sep", "pad", "cls", "mask")
+            },
+        }
+        files = {
+            "vocab.txt": "\n".join(self.vocabulary) + "\n",
+            "tokenizer_config.json": json.dumps(config, indent=2),
+        }
+        for name, text in files.items():
+            with open(os.path.join(directory, name), "x", encoding="utf-8") as f:
+                f.write(text)
+
     @property
     def vocabulary_size(self) -> int:
         return len(self.vocabulary)

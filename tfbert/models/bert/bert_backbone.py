@@ -5,7 +5,19 @@ import keras
 from tfbert.layers.bert_embeddings import BertEmbeddings
 from tfbert.layers.transformer_encoder_block import TransformerEncoderBlock
 from tfbert.layers.utils import check_hidden_dim, clone_initializer
+from tfbert.models.bert.bert_checkpoint import (
+    backbone_config,
+    backbone_table,
+    export_tensors,
+    hf_config,
+    load_weights,
+    read_checkpoint,
+    write_checkpoint,
+)
 from tfbert.models.bert.bert_presets import BERT_PRESETS
+
+# Checkpoints of BertForMaskedLM and the like may lack the pooler.
+POOLER_WEIGHTS = ("pooler/kernel", "pooler/bias")
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
@@ -186,6 +198,50 @@ class BertBackbone(keras.Model):
                 f"Unknown preset name={name!r}. Available presets: {', '.join(BERT_PRESETS)}."
             )
         return cls(**{**BERT_PRESETS[name], **overrides})
+
+    @classmethod
+    def from_checkpoint(cls, path, **overrides) -> "BertBackbone":
+        """A backbone with the weights of a Hugging Face or google-research/bert checkpoint.
+
+        Every setting the checkpoint's config declares is honoured (sizes,
+        `hidden_act` such as exact "gelu" or tanh "gelu_new", LayerNorm
+        epsilon, position and segment table sizes); every weight is mapped by
+        name, and a checkpoint with missing, unexpected or mis-shaped weights
+        is refused with their names. Pretraining-head weights are left to
+        `BertPretrainer.from_checkpoint`. A missing pooler (e.g. a
+        BertForMaskedLM checkpoint) keeps its random initialisation, with a
+        warning. No torch is needed.
+
+        Args:
+            path: a Hugging Face folder (config.json + model.safetensors or
+                pytorch_model.bin) or a google-research/bert folder
+                (bert_config.json + bert_model.ckpt.*) or checkpoint prefix.
+            **overrides: constructor kwargs to change, e.g. `dropout=0.0` or
+                `dtype="mixed_bfloat16"`.
+        """
+        config, tensors = read_checkpoint(path)
+        backbone = cls(**{**backbone_config(config), **overrides})
+        load_weights(
+            backbone,
+            {name: value for name, value in tensors.items() if not name.startswith("cls.")},
+            backbone_table(backbone.num_layers),
+            optional=POOLER_WEIGHTS,
+            source=f"checkpoint {path!r}",
+        )
+        return backbone
+
+    def save_checkpoint(self, directory, tokenizer=None) -> str:
+        """Writes the weights as a Hugging Face `BertModel` folder.
+
+        `config.json` and `model.safetensors` (plus `vocab.txt` and
+        `tokenizer_config.json` when a `BertTokenizer` is given), loadable
+        by `transformers.BertModel.from_pretrained` and `from_checkpoint`.
+        The folder must be new or empty.
+        """
+        table = backbone_table(self.num_layers)
+        return write_checkpoint(
+            directory, hf_config(self, "BertModel"), export_tensors(self, table), tokenizer
+        )
 
     def get_config(self):
         return {

@@ -10,7 +10,17 @@ from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution
 
 from tfbert.layers.masked_lm_head import MaskedLMHead
-from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
+from tfbert.models.bert.bert_backbone import INPUT_NAMES, POOLER_WEIGHTS, BertBackbone
+from tfbert.models.bert.bert_checkpoint import (
+    HEAD_TABLE,
+    backbone_config,
+    backbone_table,
+    export_tensors,
+    hf_config,
+    load_weights,
+    read_checkpoint,
+    write_checkpoint,
+)
 
 _BATCH_FORMAT = (
     "x={'token_ids', 'segment_ids', 'padding_mask', 'mask_positions'}, "
@@ -104,6 +114,63 @@ class BertPretrainer(keras.Model):
         if next_sentence_prediction:
             self.nsp_loss_tracker = keras.metrics.Mean(name="nsp_loss")
             self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nsp_accuracy")
+
+    def _checkpoint_table(self):
+        heads = [
+            row for row in HEAD_TABLE if self.next_sentence_prediction or "next" not in row[0]
+        ]
+        return backbone_table(self.backbone.num_layers), heads
+
+    @classmethod
+    def from_checkpoint(cls, path, next_sentence_prediction: bool = True, **overrides):
+        """A pretrainer with backbone and head weights from a BERT checkpoint.
+
+        Reads what `BertBackbone.from_checkpoint` reads, plus the masked-LM
+        head (`cls.predictions.*`) and next-sentence head
+        (`cls.seq_relationship.*`) of BertForPreTraining-style checkpoints.
+        Heads (and pooler) the checkpoint lacks, as in a plain BertModel,
+        keep their random initialisation, with a warning.
+        """
+        config, tensors = read_checkpoint(path)
+        backbone = BertBackbone(**{**backbone_config(config), **overrides})
+        pretrainer = cls(backbone, next_sentence_prediction=next_sentence_prediction)
+        decoder = tensors.get("cls.predictions.decoder.weight")
+        embedding = tensors.get("embeddings.word_embeddings.weight")
+        if (
+            decoder is not None
+            and embedding is not None
+            and not np.array_equal(decoder, embedding)
+        ):
+            raise ValueError(
+                "The checkpoint's masked-LM decoder is not tied to the word embeddings; "
+                "tfbert's BertPretrainer ties them, as BERT does."
+            )
+        if not next_sentence_prediction:
+            tensors = {
+                k: v for k, v in tensors.items() if not k.startswith("cls.seq_relationship")
+            }
+        body, heads = pretrainer._checkpoint_table()
+        load_weights(
+            pretrainer,
+            tensors,
+            body + heads,
+            optional=(*POOLER_WEIGHTS, *(path for path, _, _ in heads)),
+            source=f"checkpoint {path!r}",
+        )
+        return pretrainer
+
+    def save_checkpoint(self, directory, tokenizer=None) -> str:
+        """Writes a Hugging Face `BertForPreTraining` folder (`BertForMaskedLM`
+        without next-sentence prediction); see `BertBackbone.save_checkpoint`."""
+        body, heads = self._checkpoint_table()
+        tensors = {
+            **export_tensors(self, body, prefix="bert."),
+            **export_tensors(self, heads),
+        }
+        architecture = "BertForPreTraining" if self.next_sentence_prediction else "BertForMaskedLM"
+        return write_checkpoint(
+            directory, hf_config(self.backbone, architecture), tensors, tokenizer
+        )
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         if loss is not None or metrics is not None or kwargs.get("weighted_metrics"):
