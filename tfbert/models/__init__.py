@@ -1,5 +1,11 @@
 """Models: the BERT backbone, pretrainer and (later) task and seq2seq models."""
 
-from tfbert.models.bert import BERT_PRESETS, BertBackbone, BertPretrainer
+from tfbert.models.bert import (
+    BERT_PRESETS,
+    BertBackbone,
+    BertClassifier,
+    BertPretrainer,
+    TextClassifier,
+)
 
-__all__ = ["BERT_PRESETS", "BertBackbone", "BertPretrainer"]
+__all__ = ["BERT_PRESETS", "BertBackbone", "BertClassifier", "BertPretrainer", "TextClassifier"]
