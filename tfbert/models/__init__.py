@@ -5,7 +5,17 @@ from tfbert.models.bert import (
     BertBackbone,
     BertClassifier,
     BertPretrainer,
+    BertQuestionAnswerer,
+    BertTokenClassifier,
     TextClassifier,
 )
 
-__all__ = ["BERT_PRESETS", "BertBackbone", "BertClassifier", "BertPretrainer", "TextClassifier"]
+__all__ = [
+    "BERT_PRESETS",
+    "BertBackbone",
+    "BertClassifier",
+    "BertPretrainer",
+    "BertQuestionAnswerer",
+    "BertTokenClassifier",
+    "TextClassifier",
+]

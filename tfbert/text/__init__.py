@@ -2,11 +2,13 @@
 
 from tfbert.text.bert_tokenizer import BertTokenizer, load_vocabulary
 from tfbert.text.corpora import (
+    bbc_news,
     chinese_reviews,
     chinese_vocabulary_file,
     minilm_checkpoint_dir,
     minilm_vocabulary_file,
     movie_reviews,
+    wnut_ner,
 )
 from tfbert.text.masking import MaskedLMMasker
 from tfbert.text.pretraining_dataset import (
@@ -15,11 +17,34 @@ from tfbert.text.pretraining_dataset import (
     read_pretraining_tfrecords,
     write_pretraining_tfrecords,
 )
+from tfbert.text.question_answering import (
+    QAFeatures,
+    decode_answers,
+    prepare_qa_features,
+    squad_scores,
+)
 from tfbert.text.sentences import clean_text, split_sentences, write_pretraining_text
 from tfbert.text.vocabulary import build_vocabulary, count_words
+from tfbert.text.word_labels import (
+    IGNORE_LABEL,
+    align_word_labels,
+    entity_scores,
+    entity_spans,
+    word_predictions,
+)
 
 __all__ = [
+    "QAFeatures",
+    "decode_answers",
+    "prepare_qa_features",
+    "squad_scores",
+    "IGNORE_LABEL",
+    "align_word_labels",
+    "entity_scores",
+    "entity_spans",
+    "word_predictions",
     "BertTokenizer",
+    "bbc_news",
     "MaskedLMMasker",
     "build_vocabulary",
     "chinese_reviews",
@@ -30,6 +55,7 @@ __all__ = [
     "minilm_checkpoint_dir",
     "minilm_vocabulary_file",
     "movie_reviews",
+    "wnut_ner",
     "pretraining_dataset",
     "read_documents",
     "read_pretraining_tfrecords",

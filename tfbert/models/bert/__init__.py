@@ -2,5 +2,15 @@ from tfbert.models.bert.bert_backbone import BertBackbone
 from tfbert.models.bert.bert_classifier import BertClassifier, TextClassifier
 from tfbert.models.bert.bert_presets import BERT_PRESETS
 from tfbert.models.bert.bert_pretrainer import BertPretrainer
+from tfbert.models.bert.bert_question_answerer import BertQuestionAnswerer
+from tfbert.models.bert.bert_token_classifier import BertTokenClassifier
 
-__all__ = ["BERT_PRESETS", "BertBackbone", "BertClassifier", "BertPretrainer", "TextClassifier"]
+__all__ = [
+    "BERT_PRESETS",
+    "BertBackbone",
+    "BertClassifier",
+    "BertPretrainer",
+    "BertQuestionAnswerer",
+    "BertTokenClassifier",
+    "TextClassifier",
+]

@@ -1,0 +1,42 @@
+import keras
+import numpy as np
+import pytest
+
+from tfbert.models import BertBackbone, BertTokenClassifier
+from tfbert.text import (
+    BertTokenizer,
+    align_word_labels,
+    entity_scores,
+    minilm_checkpoint_dir,
+    wnut_ner,
+    word_predictions,
+)
+from tfbert.training import WarmupPolynomialDecay, create_adamw
+
+
+def test_minilm_learns_real_entities_and_reloads(tmp_path):
+    sentences = wnut_ner()[:240]
+    words, tags = [s for s, _ in sentences], [t for _, t in sentences]
+    names = sorted({tag for sentence in tags for tag in sentence})
+    folder = minilm_checkpoint_dir()
+    tokenizer = BertTokenizer.from_checkpoint(folder, sequence_length=48)
+    x, y, word_ids = align_word_labels(tokenizer, words, tags, names)
+    model = BertTokenClassifier(BertBackbone.from_checkpoint(folder), len(names))
+    steps = 4 * len(words) // 16
+    model.compile(optimizer=create_adamw(WarmupPolynomialDecay(2e-4, steps // 10, steps)))
+    history = model.fit(x, y, batch_size=16, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    logits = model.predict(x, verbose=0)
+    assert logits.shape == (240, 48, len(names)) and logits.dtype == np.float32
+    scores = entity_scores(tags, word_predictions(logits, word_ids, words, names))
+    assert scores["f1"] > 0.3, scores  # entities found in what it trained on
+
+    path = tmp_path / "ner.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), logits, atol=1e-5)
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="`num_labels` must be an integer >= 2"):
+        BertTokenClassifier(BertBackbone.from_preset("bert_tiny"), 1)
