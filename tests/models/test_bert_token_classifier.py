@@ -11,25 +11,24 @@ from tfbert.text import (
     wnut_ner,
     word_predictions,
 )
-from tfbert.training import WarmupPolynomialDecay, create_adamw
 
 
 def test_minilm_learns_real_entities_and_reloads(tmp_path):
-    sentences = wnut_ner()[:240]
+    """Fits 32 real tweets with entities until it tags them (held-out F1 is a benchmark)."""
+    sentences = [s for s in wnut_ner() if any(tag != "O" for tag in s[1])][:32]
     words, tags = [s for s, _ in sentences], [t for _, t in sentences]
     names = sorted({tag for sentence in tags for tag in sentence})
     folder = minilm_checkpoint_dir()
-    tokenizer = BertTokenizer.from_checkpoint(folder, sequence_length=48)
+    tokenizer = BertTokenizer.from_checkpoint(folder, sequence_length=40)
     x, y, word_ids = align_word_labels(tokenizer, words, tags, names)
     model = BertTokenClassifier(BertBackbone.from_checkpoint(folder), len(names))
-    steps = 4 * len(words) // 16
-    model.compile(optimizer=create_adamw(WarmupPolynomialDecay(2e-4, steps // 10, steps)))
-    history = model.fit(x, y, batch_size=16, epochs=4, verbose=0)
-    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    model.compile(optimizer=keras.optimizers.Adam(3e-4))
+    history = model.fit(x, y, batch_size=8, epochs=10, verbose=0)
+    assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
     logits = model.predict(x, verbose=0)
-    assert logits.shape == (240, 48, len(names)) and logits.dtype == np.float32
+    assert logits.shape == (32, 40, len(names)) and logits.dtype == np.float32
     scores = entity_scores(tags, word_predictions(logits, word_ids, words, names))
-    assert scores["f1"] > 0.3, scores  # entities found in what it trained on
+    assert scores["f1"] > 0.45, scores  # all-"O" scores 0
 
     path = tmp_path / "ner.keras"
     model.save(path)

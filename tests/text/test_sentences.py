@@ -47,3 +47,20 @@ def test_write_and_read_pretraining_text_never_overwrites():
     with pytest.raises(FileExistsError, match="exists; choose a new path"):
         write_pretraining_text(["x"], path)
     assert read_documents(path) == [["First one.", "Second one!"], ["Only one."]]
+
+
+def test_chinese_sentences_end_at_full_width_marks():
+    text = "这本书很好看。我推荐给大家！你看过吗？“当然。”好……"
+    assert split_sentences(text) == [
+        "这本书很好看。",
+        "我推荐给大家！",
+        "你看过吗？",
+        "“当然。”",
+        "好……",
+    ]
+    # Latin rules still apply inside a mixed text.
+    assert split_sentences("我喜欢它。It is good. Really!") == [
+        "我喜欢它。",
+        "It is good.",
+        "Really!",
+    ]

@@ -46,14 +46,35 @@ def clean_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+# Chinese and Japanese sentence ends (full stop, exclamation, question mark,
+# ellipsis), with any closing quotes or brackets: a boundary whatever follows.
+_CJK_BOUNDARY = re.compile(r"(?:[。！？]|……)+[”’」』）》]*")
+
+
 def split_sentences(text: str) -> list[str]:
-    """Splits English prose into sentences with punctuation and case rules.
+    """Splits prose into sentences with punctuation and case rules.
 
     Ends a sentence at ., ! or ? (with trailing quotes or brackets) followed
     by whitespace and an upper-case letter, digit or opening quote, unless
-    the period closes a known abbreviation ("Mr.", "e.g.") or an initial ("J.").
+    the period closes a known abbreviation ("Mr.", "e.g.") or an initial
+    ("J."); and after Chinese 。！？ or …… wherever they stand.
     """
-    text = clean_text(text)
+    sentences = []
+    for part in _split_cjk(clean_text(text)):
+        sentences.extend(_split_latin(part))
+    return sentences
+
+
+def _split_cjk(text):
+    parts, start = [], 0
+    for match in _CJK_BOUNDARY.finditer(text):
+        parts.append(text[start : match.end()])
+        start = match.end()
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _split_latin(text: str) -> list[str]:
     sentences, start = [], 0
     for match in _BOUNDARY.finditer(text):
         end = match.end(1)
