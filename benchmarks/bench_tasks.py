@@ -135,7 +135,7 @@ def wnut():
     ]
 
 
-def bigram_logistic_regression(train, test, features=50_000, epochs=8):
+def bigram_logistic_regression(train, test, features=20_000, epochs=8):
     """Bag of character bigrams (binary), logistic regression trained with Adam."""
     counts = collections.Counter(t[i : i + 2] for t, _ in train for i in range(len(t) - 1))
     index = {bigram: i for i, (bigram, _) in enumerate(counts.most_common(features))}

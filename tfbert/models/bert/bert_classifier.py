@@ -4,11 +4,17 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
+from tfbert.models.bert.bert_backbone import BertBackbone
+from tfbert.models.bert.bert_task import (
+    BackboneModel,
+    backbone_inputs,
+    check_backbone,
+    head_dense,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class BertClassifier(keras.Model):
+class BertClassifier(BackboneModel):
     """Classifies single texts or text pairs from a `BertBackbone`.
 
     Inputs are the tokenizer's dict (`token_ids`, `segment_ids`,
@@ -30,12 +36,10 @@ class BertClassifier(keras.Model):
         classifier.fit(tokenizer(texts), labels, epochs=2)
     """
 
+    CONFIG_ARGS = ("num_classes", "dropout")
+
     def __init__(self, backbone: BertBackbone, num_classes: int, dropout: float = 0.1, **kwargs):
-        if not isinstance(backbone, BertBackbone):
-            raise ValueError(
-                "`backbone` must be a tfbert.models.BertBackbone; received "
-                f"{type(backbone).__name__}."
-            )
+        check_backbone(backbone)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2; received {num_classes!r}.")
         # === Layers ===
@@ -43,19 +47,10 @@ class BertClassifier(keras.Model):
         self.classifier_dropout = keras.layers.Dropout(
             dropout, dtype=backbone.dtype_policy, name="classifier_dropout"
         )
-        self.logits_dense = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=backbone.initializer_range
-            ),
-            dtype=backbone.dtype_policy,
-            name="logits",
-        )
+        self.logits_dense = head_dense(backbone, num_classes, "logits")
 
         # === Functional model ===
-        inputs = {
-            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES
-        }
+        inputs = backbone_inputs()
         cls_position = ops.zeros_like(inputs["token_ids"][:, :1])
         cls_hidden = backbone.encode_positions(inputs, cls_position)[:, 0, :]
         pooled = backbone.pooler(cls_hidden)
@@ -73,21 +68,6 @@ class BertClassifier(keras.Model):
         if metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_classes": self.num_classes,
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tfbert")

@@ -10,7 +10,7 @@ from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution
 
 from tfbert.layers.masked_lm_head import MaskedLMHead
-from tfbert.models.bert.bert_backbone import INPUT_NAMES, POOLER_WEIGHTS, BertBackbone
+from tfbert.models.bert.bert_backbone import POOLER_WEIGHTS, BertBackbone
 from tfbert.models.bert.bert_checkpoint import (
     HEAD_TABLE,
     backbone_config,
@@ -21,6 +21,12 @@ from tfbert.models.bert.bert_checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from tfbert.models.bert.bert_task import (
+    BackboneModel,
+    backbone_inputs,
+    check_backbone,
+    head_dense,
+)
 
 _BATCH_FORMAT = (
     "x={'token_ids', 'segment_ids', 'padding_mask', 'mask_positions'}, "
@@ -30,7 +36,7 @@ _BATCH_FORMAT = (
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class BertPretrainer(keras.Model):
+class BertPretrainer(BackboneModel):
     """A `BertBackbone` with masked-LM and next-sentence heads and their losses.
 
     Train it with plain `compile(optimizer=...)` and `fit`. The losses are
@@ -58,12 +64,10 @@ class BertPretrainer(keras.Model):
         pretrainer.fit(dataset, epochs=3)
     """
 
+    CONFIG_ARGS = ("next_sentence_prediction",)
+
     def __init__(self, backbone: BertBackbone, next_sentence_prediction: bool = True, **kwargs):
-        if not isinstance(backbone, BertBackbone):
-            raise ValueError(
-                "`backbone` must be a tfbert.models.BertBackbone; received "
-                f"{type(backbone).__name__}."
-            )
+        check_backbone(backbone)
         # === Layers ===
         self.backbone = backbone
         self.masked_lm_head = MaskedLMHead(
@@ -77,20 +81,10 @@ class BertPretrainer(keras.Model):
             name="masked_lm_head",
         )
         if next_sentence_prediction:
-            self.next_sentence_head = keras.layers.Dense(
-                2,
-                kernel_initializer=keras.initializers.TruncatedNormal(
-                    stddev=backbone.initializer_range
-                ),
-                dtype=backbone.dtype_policy,
-                name="next_sentence_head",
-            )
+            self.next_sentence_head = head_dense(backbone, 2, "next_sentence_head")
 
         # === Functional model ===
-        inputs = {
-            name: keras.Input(shape=(None,), dtype="int32", name=name)
-            for name in (*INPUT_NAMES, "mask_positions")
-        }
+        inputs = backbone_inputs("mask_positions")
         # The heads read only [CLS] (NSP) and the masked positions, so the
         # last block computes only those rows.
         positions = inputs["mask_positions"]
@@ -263,17 +257,3 @@ class BertPretrainer(keras.Model):
         if self.next_sentence_prediction:
             self.nsp_accuracy.update_state(nsp_labels, y_pred["nsp_logits"])
         return self.get_metrics_result()
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-            "next_sentence_prediction": self.next_sentence_prediction,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)

@@ -3,11 +3,17 @@
 import keras
 from keras import ops
 
-from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
+from tfbert.models.bert.bert_backbone import BertBackbone
+from tfbert.models.bert.bert_task import (
+    BackboneModel,
+    backbone_inputs,
+    check_backbone,
+    head_dense,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class BertQuestionAnswerer(keras.Model):
+class BertQuestionAnswerer(BackboneModel):
     """Span start/end scores from a `BertBackbone`, as BERT does on SQuAD.
 
     Inputs are windows of `[CLS] question [SEP] context [SEP]` from
@@ -23,26 +29,13 @@ class BertQuestionAnswerer(keras.Model):
     """
 
     def __init__(self, backbone: BertBackbone, **kwargs):
-        if not isinstance(backbone, BertBackbone):
-            raise ValueError(
-                "`backbone` must be a tfbert.models.BertBackbone; received "
-                f"{type(backbone).__name__}."
-            )
+        check_backbone(backbone)
         # === Layers ===
         self.backbone = backbone
-        self.span_dense = keras.layers.Dense(
-            2,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=backbone.initializer_range
-            ),
-            dtype=backbone.dtype_policy,
-            name="span_logits",
-        )
+        self.span_dense = head_dense(backbone, 2, "span_logits")
 
         # === Functional model ===
-        inputs = {
-            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES
-        }
+        inputs = backbone_inputs()
         logits = ops.cast(self.span_dense(backbone(inputs)["sequence_output"]), "float32")
         padding = ops.cast(1 - inputs["padding_mask"], "float32") * -1e9
         outputs = {
@@ -59,16 +52,3 @@ class BertQuestionAnswerer(keras.Model):
                 "end_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             }
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)

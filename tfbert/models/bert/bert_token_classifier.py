@@ -3,12 +3,18 @@
 import keras
 from keras import ops
 
-from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
+from tfbert.models.bert.bert_backbone import BertBackbone
+from tfbert.models.bert.bert_task import (
+    BackboneModel,
+    backbone_inputs,
+    check_backbone,
+    head_dense,
+)
 from tfbert.text.word_labels import IGNORE_LABEL
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class BertTokenClassifier(keras.Model):
+class BertTokenClassifier(BackboneModel):
     """Per-piece labels from a `BertBackbone`'s sequence output.
 
     Outputs float32 logits (B, T, num_labels). Train on
@@ -23,12 +29,10 @@ class BertTokenClassifier(keras.Model):
         dropout: float, default 0.1.
     """
 
+    CONFIG_ARGS = ("num_labels", "dropout")
+
     def __init__(self, backbone: BertBackbone, num_labels: int, dropout: float = 0.1, **kwargs):
-        if not isinstance(backbone, BertBackbone):
-            raise ValueError(
-                "`backbone` must be a tfbert.models.BertBackbone; received "
-                f"{type(backbone).__name__}."
-            )
+        check_backbone(backbone)
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"`num_labels` must be an integer >= 2; received {num_labels!r}.")
         # === Layers ===
@@ -36,19 +40,10 @@ class BertTokenClassifier(keras.Model):
         self.token_dropout = keras.layers.Dropout(
             dropout, dtype=backbone.dtype_policy, name="token_dropout"
         )
-        self.logits_dense = keras.layers.Dense(
-            num_labels,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=backbone.initializer_range
-            ),
-            dtype=backbone.dtype_policy,
-            name="logits",
-        )
+        self.logits_dense = head_dense(backbone, num_labels, "logits")
 
         # === Functional model ===
-        inputs = {
-            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES
-        }
+        inputs = backbone_inputs()
         sequence = backbone(inputs)["sequence_output"]
         logits = self.logits_dense(self.token_dropout(sequence))
         super().__init__(inputs=inputs, outputs=ops.cast(logits, "float32"), **kwargs)
@@ -64,18 +59,3 @@ class BertTokenClassifier(keras.Model):
                 from_logits=True, ignore_class=IGNORE_LABEL
             )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_labels": self.num_labels,
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
