@@ -11,7 +11,8 @@ held-out accuracy and training time. Variants (choose with --runs):
 - tfbert-plain: `BertClassifier(BertBackbone.from_checkpoint(folder))`,
   AdamW(5e-5) with a constant rate;
 - tfbert: the same model with BERT's recipe: linear warmup (10%) and linear
-  decay, no weight decay on LayerNorm and biases, global-norm clipping.
+  decay, no weight decay on LayerNorm and biases, global-norm clipping;
+- tfbert-llrd: that recipe plus layer-wise learning-rate decay 0.9.
 
     python benchmarks/bench_finetune.py [--runs keras-hub,tfbert] [--epochs 2]
 """
@@ -70,7 +71,8 @@ def run_tfbert(train, test, epochs, recipe):
         schedule = WarmupPolynomialDecay(
             LEARNING_RATE, warmup_steps=steps // 10, total_steps=steps
         )
-        optimizer = create_adamw(schedule)
+        layerwise = dict(layerwise_decay=0.9, num_layers=6) if recipe == "llrd" else {}
+        optimizer = create_adamw(schedule, **layerwise)
     classifier.compile(optimizer=optimizer)
     started = time.perf_counter()
     classifier.fit(x, np.array(labels), batch_size=BATCH, epochs=epochs, verbose=2)
@@ -91,12 +93,16 @@ RUNS = {
         "tfbert BertClassifier, warmup+decay, WD exclusions",
         lambda *a: run_tfbert(*a, recipe="bert"),
     ),
+    "tfbert-llrd": (
+        "tfbert BertClassifier, + layer-wise LR decay 0.9",
+        lambda *a: run_tfbert(*a, recipe="llrd"),
+    ),
 }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="keras-hub,tfbert-plain,tfbert")
+    parser.add_argument("--runs", default="keras-hub,tfbert-plain,tfbert,tfbert-llrd")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     train, test = split()

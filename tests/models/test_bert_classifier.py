@@ -54,6 +54,8 @@ def test_pairs_saving_and_raw_text_predictions(tmp_path, vocabulary_file):
     classifier.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(restored.predict(pairs, verbose=0), logits, atol=1e-6)
+    # The optimizer comes back with its state, so training resumes where it stopped.
+    assert int(restored.optimizer.iterations) == int(classifier.optimizer.iterations) == 2
 
     model = TextClassifier(tokenizer, classifier, ["agree", "neutral", "disagree"])
     out = model.predict({"texts": questions, "pairs": answers}, verbose=0)

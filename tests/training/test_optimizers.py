@@ -27,3 +27,47 @@ def test_adamw_skips_weight_decay_on_layer_norm_and_biases():
         assert moved != excluded, variable.path
     assert isinstance(optimizer, keras.optimizers.AdamW)
     assert optimizer.global_clipnorm == 1.0
+
+
+def test_layerwise_decay_scales_each_layers_step():
+    backbone = BertBackbone(
+        vocabulary_size=100,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+    )
+    variables = backbone.trainable_variables
+    steps = {}
+    for decay in (1.0, 0.5):
+        for v in variables:
+            v.assign(np.zeros(v.shape, "float32"))
+        optimizer = create_adamw(
+            0.1, weight_decay=0.0, global_clipnorm=None, layerwise_decay=decay, num_layers=2
+        )
+        # Adam's first step moves every weight by about the learning rate.
+        optimizer.apply_gradients([(np.ones(v.shape, "float32"), v) for v in variables])
+        steps[decay] = {v.path: float(np.abs(v.numpy()).mean()) for v in variables}
+    ratio = {path: steps[0.5][path] / steps[1.0][path] for path in steps[1.0]}
+    assert np.isclose(ratio["embeddings/token_embedding/embeddings"], 0.5**3, rtol=1e-3)
+    assert np.isclose(ratio["transformer_layer_0/output_dense/kernel"], 0.5**2, rtol=1e-3)
+    assert np.isclose(ratio["transformer_layer_1/output_dense/kernel"], 0.5, rtol=1e-3)
+    assert np.isclose(ratio["pooler/kernel"], 1.0, rtol=1e-3)
+    config = optimizer.get_config()
+    assert (config["num_layers"], config["layerwise_decay"]) == (2, 0.5)
+    assert type(optimizer).from_config(config).layerwise_decay == 0.5
+
+
+def test_layerwise_adamw_trains_in_fit_and_reloads(tmp_path):
+    from tfbert.models import BertClassifier
+
+    classifier = BertClassifier(BertBackbone.from_preset("bert_tiny", vocabulary_size=50), 2)
+    classifier.compile(optimizer=create_adamw(1e-3, layerwise_decay=0.8, num_layers=2))
+    ids = np.random.default_rng(0).integers(1, 50, (8, 6)).astype("int32")
+    x = {"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": 1 + 0 * ids}
+    classifier.fit(x, np.arange(8) % 2, epochs=2, verbose=0)
+    classifier.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert restored.optimizer.layerwise_decay == 0.8
+    np.testing.assert_allclose(restored.predict(x, verbose=0), classifier.predict(x, verbose=0))

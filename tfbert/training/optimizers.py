@@ -1,9 +1,59 @@
 """Optimizers configured the way BERT is trained."""
 
+import re
+
 import keras
 
 # Variables that get no weight decay: LayerNorm scale/offset and every bias.
 NO_WEIGHT_DECAY = ("gamma", "beta", "bias")
+
+
+def layerwise_multiplier(path: str, num_layers: int, decay: float) -> float:
+    """Learning-rate factor of a variable under layer-wise decay (Clark et al., 2020).
+
+    Block i of `num_layers` trains at `decay ** (num_layers - i)` of the rate,
+    the embeddings at `decay ** (num_layers + 1)`, the pooler and task heads
+    at the full rate: lower layers, which hold general features, move least.
+    """
+    if path.startswith("embeddings/"):
+        return decay ** (num_layers + 1)
+    match = re.match(r"transformer_layer_(\d+)/", path)
+    if match:
+        return decay ** (num_layers - int(match.group(1)))
+    return 1.0
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class LayerwiseAdamW(keras.optimizers.AdamW):
+    """AdamW whose step size shrinks layer by layer towards the embeddings.
+
+    Args:
+        num_layers: int. Encoder blocks of the backbone being tuned.
+        layerwise_decay: float in (0, 1]. See `layerwise_multiplier`.
+        **kwargs: `keras.optimizers.AdamW` arguments.
+    """
+
+    def __init__(self, num_layers: int, layerwise_decay: float, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < layerwise_decay <= 1.0:
+            raise ValueError(f"`layerwise_decay` must be in (0, 1]; received {layerwise_decay}.")
+        self.num_layers = num_layers
+        self.layerwise_decay = layerwise_decay
+
+    def build(self, var_list):
+        super().build(var_list)
+        self._factors = [
+            layerwise_multiplier(v.path, self.num_layers, self.layerwise_decay) for v in var_list
+        ]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._factors[self._get_variable_index(variable)]
+        super().update_step(gradient, variable, learning_rate * factor)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_layers": self.num_layers, "layerwise_decay": self.layerwise_decay})
+        return config
 
 
 def create_adamw(
@@ -13,6 +63,8 @@ def create_adamw(
     beta_2: float = 0.999,
     epsilon: float = 1e-6,
     global_clipnorm: float | None = 1.0,
+    layerwise_decay: float | None = None,
+    num_layers: int | None = None,
 ) -> keras.optimizers.AdamW:
     """AdamW with BERT's settings and weight-decay exclusions (LayerNorm, biases).
 
@@ -21,8 +73,19 @@ def create_adamw(
         weight_decay: float, default 0.01.
         beta_1, beta_2, epsilon: Adam constants, BERT's defaults.
         global_clipnorm: float or None, default 1.0. Global-norm gradient clipping.
+        layerwise_decay: float or None. With a value, lower layers learn more
+            slowly (`LayerwiseAdamW`); needs `num_layers`.
+        num_layers: int. The backbone's encoder blocks, for `layerwise_decay`.
     """
-    optimizer = keras.optimizers.AdamW(
+    if layerwise_decay is not None:
+        if num_layers is None:
+            raise ValueError("`layerwise_decay` needs `num_layers` (the backbone's blocks).")
+        optimizer_class = lambda **kwargs: LayerwiseAdamW(  # noqa: E731
+            num_layers, layerwise_decay, **kwargs
+        )
+    else:
+        optimizer_class = keras.optimizers.AdamW
+    optimizer = optimizer_class(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         beta_1=beta_1,

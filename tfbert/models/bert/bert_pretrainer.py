@@ -176,13 +176,10 @@ class BertPretrainer(BackboneModel):
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
-        """Restores compile() settings when a saved model is loaded."""
-        config = keras.saving.deserialize_keras_object(config)
+        # The losses and metrics are built in; compile() refuses them.
         for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
             config.pop(key, None)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
+        super().compile_from_config(config)
 
     @staticmethod
     def _complete_sample_weight(y, kwargs):

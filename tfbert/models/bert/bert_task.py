@@ -51,3 +51,13 @@ class BackboneModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+    def compile_from_config(self, config):
+        """Restores compile() (optimizer state included) when a saved model loads.
+
+        Keras skips this for models with their own `compile`, as these have.
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
