@@ -1,4 +1,4 @@
-"""Models: the BERT backbone, pretrainer and (later) task and seq2seq models."""
+"""Models: the BERT backbone, pretrainer, task models (classification, entities, QA)."""
 
 from tfbert.models.bert import (
     BERT_PRESETS,
