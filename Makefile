@@ -35,6 +35,8 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tokenizer.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_finetune.py
+	$(PY) benchmarks/bench_tasks.py
 
 clean:
 	rm -rf $(VENV) runs
