@@ -12,7 +12,9 @@ held-out accuracy and training time. Variants (choose with --runs):
   AdamW(5e-5) with a constant rate;
 - tfbert: the same model with BERT's recipe: linear warmup (10%) and linear
   decay, no weight decay on LayerNorm and biases, global-norm clipping;
-- tfbert-llrd: that recipe plus layer-wise learning-rate decay 0.9.
+- tfbert-mean: that recipe with mean pooling (how all-MiniLM-L6-v2 was trained
+  to pool) instead of the [CLS] pooler;
+- tfbert-llrd: the BERT recipe plus layer-wise learning-rate decay 0.9.
 
     python benchmarks/bench_finetune.py [--runs keras-hub,tfbert] [--epochs 2]
 """
@@ -58,10 +60,11 @@ def run_keras_hub(train, test, epochs):
     return float(np.mean(predicted == np.array(labels))), elapsed
 
 
-def run_tfbert(train, test, epochs, recipe):
+def run_tfbert(train, test, epochs, recipe, pooling="cls"):
     folder = minilm_checkpoint_dir()
     tokenizer = BertTokenizer.from_checkpoint(folder, sequence_length=LENGTH)
-    classifier = BertClassifier(BertBackbone.from_checkpoint(folder), num_classes=2)
+    backbone = BertBackbone.from_checkpoint(folder)
+    classifier = BertClassifier(backbone, num_classes=2, pooling=pooling)
     texts, labels = zip(*train, strict=True)
     x = {k: v.numpy() for k, v in tokenizer(list(texts)).items()}
     steps = epochs * (len(texts) // BATCH + (len(texts) % BATCH > 0))
@@ -92,6 +95,10 @@ RUNS = {
     "tfbert": (
         "tfbert BertClassifier, warmup+decay, WD exclusions",
         lambda *a: run_tfbert(*a, recipe="bert"),
+    ),
+    "tfbert-mean": (
+        "tfbert BertClassifier, BERT recipe, mean pooling",
+        lambda *a: run_tfbert(*a, recipe="bert", pooling="mean"),
     ),
     "tfbert-llrd": (
         "tfbert BertClassifier, + layer-wise LR decay 0.9",

@@ -42,7 +42,7 @@ def test_fine_tuned_minilm_learns_rotten_tomatoes(rotten_split):
 def test_pairs_saving_and_raw_text_predictions(tmp_path, vocabulary_file):
     tokenizer = BertTokenizer(vocabulary_file, sequence_length=24)
     backbone = BertBackbone.from_preset("bert_tiny", vocabulary_size=tokenizer.vocabulary_size)
-    classifier = BertClassifier(backbone, num_classes=3, dropout=0.0)
+    classifier = BertClassifier(backbone, num_classes=3, dropout=0.0, pooling="mean")
     classifier.compile(optimizer="adam")
     questions, answers = ["is it good?", "who directed it?"], ["yes, very.", "nobody knows."]
     pairs = tokenizer(questions, answers)
@@ -78,6 +78,8 @@ def test_bad_arguments_raise_clear_errors(vocabulary_file):
         BertClassifier(backbone, 1)
     with pytest.raises(ValueError, match="`backbone` must be a tfbert.models.BertBackbone"):
         BertClassifier("minilm", 2)
+    with pytest.raises(ValueError, match="`pooling` must be 'cls' or 'mean'"):
+        BertClassifier(backbone, 2, pooling="max")
     classifier = BertClassifier(backbone, 2)
     with pytest.raises(ValueError, match="`label_names` has 3 names for a classifier of 2"):
         TextClassifier(BertTokenizer(vocabulary_file), classifier, ["a", "b", "c"])

@@ -1,4 +1,4 @@
-"""Sequence classification: BERT's pooled [CLS] vector, dropout, a dense layer."""
+"""Sequence classification: a pooled vector (BERT's [CLS] or the token mean), dropout, dense."""
 
 import keras
 import tensorflow as tf
@@ -29,6 +29,10 @@ class BertClassifier(BackboneModel):
         backbone: `BertBackbone`, e.g. `BertBackbone.from_checkpoint(folder)`.
         num_classes: int.
         dropout: float, default 0.1. Dropout on the pooled vector.
+        pooling: "cls" (default) for BERT's pooler on [CLS], "mean" for the
+            mean of the final hidden states over real tokens, the pooling
+            sentence-embedding checkpoints (all-MiniLM-L6-v2, ...) are
+            trained with.
 
     Example:
         classifier = BertClassifier(BertBackbone.from_checkpoint(folder), 2)
@@ -36,10 +40,19 @@ class BertClassifier(BackboneModel):
         classifier.fit(tokenizer(texts), labels, epochs=2)
     """
 
-    CONFIG_ARGS = ("num_classes", "dropout")
+    CONFIG_ARGS = ("num_classes", "dropout", "pooling")
 
-    def __init__(self, backbone: BertBackbone, num_classes: int, dropout: float = 0.1, **kwargs):
+    def __init__(
+        self,
+        backbone: BertBackbone,
+        num_classes: int,
+        dropout: float = 0.1,
+        pooling: str = "cls",
+        **kwargs,
+    ):
         check_backbone(backbone)
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"`pooling` must be 'cls' or 'mean'; received {pooling!r}.")
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2; received {num_classes!r}.")
         # === Layers ===
@@ -51,15 +64,21 @@ class BertClassifier(BackboneModel):
 
         # === Functional model ===
         inputs = backbone_inputs()
-        cls_position = ops.zeros_like(inputs["token_ids"][:, :1])
-        cls_hidden = backbone.encode_positions(inputs, cls_position)[:, 0, :]
-        pooled = backbone.pooler(cls_hidden)
+        if pooling == "cls":
+            cls_position = ops.zeros_like(inputs["token_ids"][:, :1])
+            cls_hidden = backbone.encode_positions(inputs, cls_position)[:, 0, :]
+            pooled = backbone.pooler(cls_hidden)
+        else:
+            sequence = backbone(inputs)["sequence_output"]
+            mask = ops.cast(inputs["padding_mask"], sequence.dtype)[:, :, None]
+            pooled = ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1)
         logits = self.logits_dense(self.classifier_dropout(pooled))
         super().__init__(inputs=inputs, outputs=ops.cast(logits, "float32"), **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
         self.dropout = dropout
+        self.pooling = pooling
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """Keras compile; "auto" loss/metrics are cross-entropy on logits and accuracy."""
