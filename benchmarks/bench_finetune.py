@@ -33,7 +33,8 @@ from tfbert.models import BertBackbone, BertClassifier  # noqa: E402
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir, movie_reviews  # noqa: E402
 from tfbert.training import WarmupPolynomialDecay, create_adamw  # noqa: E402
 
-LENGTH, BATCH, LEARNING_RATE = 64, 32, 5e-5
+LENGTH, BATCH = 64, 32
+LEARNING_RATE = 5e-5  # --learning-rate changes it for every run
 
 
 def split(seed=0, held_out=0.2):
@@ -111,7 +112,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="keras-hub,tfbert-plain,tfbert,tfbert-llrd")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     args = parser.parse_args()
+    globals()["LEARNING_RATE"] = args.learning_rate
     train, test = split()
     print(
         f"Rotten Tomatoes: {len(train)} train, {len(test)} held out; seq {LENGTH}, batch {BATCH}"
