@@ -70,6 +70,8 @@ def test_pairs_saving_and_raw_text_predictions(tmp_path, vocabulary_file):
     model.save(path)
     reloaded = keras.saving.load_model(path)
     assert reloaded.predict_labels(questions, answers) == names
+    again = reloaded.predict({"texts": questions, "pairs": answers}, verbose=0)
+    np.testing.assert_allclose(again["probabilities"], out["probabilities"], atol=1e-6)
 
 
 def test_bad_arguments_raise_clear_errors(vocabulary_file):

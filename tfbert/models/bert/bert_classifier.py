@@ -118,6 +118,7 @@ class TextClassifier(keras.Model):
         self.tokenizer = tokenizer
         self.classifier = classifier
         self.label_names = None if label_names is None else [str(n) for n in label_names]
+        self.built = True  # both parts are built; this model adds no weights
 
     def call(self, inputs):
         if isinstance(inputs, dict):
