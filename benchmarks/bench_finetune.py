@@ -34,7 +34,7 @@ from tfbert.text import BertTokenizer, minilm_checkpoint_dir, movie_reviews  # n
 from tfbert.training import WarmupPolynomialDecay, create_adamw  # noqa: E402
 
 LENGTH, BATCH = 64, 32
-LEARNING_RATE = 5e-5  # --learning-rate changes it for every run
+LEARNING_RATE = 5e-5  # default peak rate; --learning-rate sets it for every run
 
 
 def split(seed=0, held_out=0.2):
@@ -45,13 +45,13 @@ def split(seed=0, held_out=0.2):
     return [reviews[i] for i in order[:cut]], [reviews[i] for i in order[cut:]]
 
 
-def run_keras_hub(train, test, epochs):
+def run_keras_hub(train, test, epochs, learning_rate):
     import keras_hub
 
     classifier = keras_hub.models.BertTextClassifier.from_preset(
         minilm_checkpoint_dir(), num_classes=2, sequence_length=LENGTH
     )
-    classifier.compile(optimizer=keras.optimizers.AdamW(LEARNING_RATE))
+    classifier.compile(optimizer=keras.optimizers.AdamW(learning_rate))
     texts, labels = zip(*train, strict=True)
     started = time.perf_counter()
     classifier.fit(list(texts), np.array(labels), batch_size=BATCH, epochs=epochs, verbose=2)
@@ -61,7 +61,7 @@ def run_keras_hub(train, test, epochs):
     return float(np.mean(predicted == np.array(labels))), elapsed
 
 
-def run_tfbert(train, test, epochs, recipe, pooling="cls"):
+def run_tfbert(train, test, epochs, learning_rate, recipe, pooling="cls"):
     folder = minilm_checkpoint_dir()
     tokenizer = BertTokenizer.from_checkpoint(folder, sequence_length=LENGTH)
     backbone = BertBackbone.from_checkpoint(folder)
@@ -70,10 +70,10 @@ def run_tfbert(train, test, epochs, recipe, pooling="cls"):
     x = {k: v.numpy() for k, v in tokenizer(list(texts)).items()}
     steps = epochs * (len(texts) // BATCH + (len(texts) % BATCH > 0))
     if recipe == "plain":
-        optimizer = keras.optimizers.AdamW(LEARNING_RATE)
+        optimizer = keras.optimizers.AdamW(learning_rate)
     else:
         schedule = WarmupPolynomialDecay(
-            LEARNING_RATE, warmup_steps=steps // 10, total_steps=steps
+            learning_rate, warmup_steps=steps // 10, total_steps=steps
         )
         layerwise = dict(layerwise_decay=0.9, num_layers=6) if recipe == "llrd" else {}
         optimizer = create_adamw(schedule, **layerwise)
@@ -114,7 +114,6 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     args = parser.parse_args()
-    globals()["LEARNING_RATE"] = args.learning_rate
     train, test = split()
     print(
         f"Rotten Tomatoes: {len(train)} train, {len(test)} held out; seq {LENGTH}, batch {BATCH}"
@@ -123,7 +122,7 @@ def main():
     for name in args.runs.split(","):
         label, run = RUNS[name]
         keras.utils.set_random_seed(0)
-        accuracy, seconds = run(train, test, args.epochs)
+        accuracy, seconds = run(train, test, args.epochs, args.learning_rate)
         rows.append((label, accuracy, seconds))
         print(f"  {label}: accuracy {accuracy:.4f}, {seconds:.0f} s", flush=True)
     print(f"\n{'model and recipe':52} {'held-out accuracy':>17} {'train s':>8}")

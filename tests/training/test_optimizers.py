@@ -5,15 +5,19 @@ from tfbert.models import BertBackbone
 from tfbert.training import create_adamw
 
 
-def test_adamw_skips_weight_decay_on_layer_norm_and_biases():
-    backbone = BertBackbone(
+def _tiny_backbone(num_layers):
+    return BertBackbone(
         vocabulary_size=100,
-        num_layers=1,
+        num_layers=num_layers,
         num_heads=2,
         hidden_dim=8,
         intermediate_dim=16,
         max_sequence_length=16,
     )
+
+
+def test_adamw_skips_weight_decay_on_layer_norm_and_biases():
+    backbone = _tiny_backbone(num_layers=1)
     optimizer = create_adamw(learning_rate=0.1, weight_decay=0.5)
     optimizer.build(backbone.trainable_variables)
     before = {v.path: v.numpy().copy() for v in backbone.trainable_variables}
@@ -30,14 +34,7 @@ def test_adamw_skips_weight_decay_on_layer_norm_and_biases():
 
 
 def test_layerwise_decay_scales_each_layers_step():
-    backbone = BertBackbone(
-        vocabulary_size=100,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
+    backbone = _tiny_backbone(num_layers=2)
     variables = backbone.trainable_variables
     steps = {}
     for decay in (1.0, 0.5):

@@ -327,17 +327,13 @@ HEAD_TABLE = [
 
 def _to_ours(value, kind, shape):
     """A canonical tensor in tfbert's layout, or None when it cannot fit `shape`."""
-    if kind == "copy":
-        out = value
-    elif kind == "dense":
-        out = value.T
-    elif kind == "heads_in":  # (heads * head_dim, hidden) -> (hidden, heads, head_dim)
-        out = value.T.reshape(shape) if value.size == np.prod(shape) else value
-    elif kind == "heads_bias":
-        out = value.reshape(shape) if value.size == np.prod(shape) else value
-    else:  # heads_out: (hidden, heads * head_dim) -> (heads, head_dim, hidden)
-        out = value.T.reshape(shape) if value.size == np.prod(shape) else value
-    return out if tuple(out.shape) == tuple(shape) else None
+    if kind in ("dense", "heads_in", "heads_out"):
+        # (out, in) -> (in, out); per-head kernels then split out into heads:
+        # heads_in (hidden, heads, head_dim), heads_out (heads, head_dim, hidden).
+        value = value.T
+    if kind != "dense" and kind != "copy" and value.size == np.prod(shape):
+        value = value.reshape(shape)
+    return value if tuple(value.shape) == tuple(shape) else None
 
 
 def _to_theirs(value, kind):
