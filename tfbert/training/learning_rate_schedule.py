@@ -61,3 +61,62 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
             "end_learning_rate": self.end_learning_rate,
             "power": self.power,
         }
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class WarmupInverseSqrtDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Rises linearly to `peak_learning_rate` over `warmup_steps`, then decays
+    as 1 / sqrt(step): the Transformer's schedule (Vaswani et al., 2017),
+    parameterised by its peak instead of the model width.
+
+    Args:
+        peak_learning_rate: float. Rate at step `warmup_steps`.
+        warmup_steps: int >= 1.
+
+    Example:
+        schedule = WarmupInverseSqrtDecay(7e-4, warmup_steps=4000)
+    """
+
+    def __init__(self, peak_learning_rate: float, warmup_steps: int):
+        if warmup_steps < 1:
+            raise ValueError(f"`warmup_steps` must be >= 1; received {warmup_steps}.")
+        self.peak_learning_rate = peak_learning_rate
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = ops.maximum(ops.cast(step, "float32"), 1.0)
+        warmup = float(self.warmup_steps)
+        return self.peak_learning_rate * ops.minimum(step / warmup, ops.sqrt(warmup / step))
+
+    def get_config(self):
+        return {"peak_learning_rate": self.peak_learning_rate, "warmup_steps": self.warmup_steps}
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class PerUpdateSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Runs `schedule` on optimizer updates instead of micro-batches.
+
+    With `gradient_accumulation_steps=N`, Keras optimizers count every
+    micro-batch and hand that count to the schedule; this wrapper divides it
+    by N so warmup and decay lengths stay in updates, and N micro-batches of
+    B train exactly like one batch of N*B.
+
+    Args:
+        schedule: a `LearningRateSchedule`.
+        accumulation_steps: int >= 1, the optimizer's `gradient_accumulation_steps`.
+    """
+
+    def __init__(self, schedule, accumulation_steps: int):
+        if isinstance(schedule, dict):
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        self.schedule = schedule
+        self.accumulation_steps = accumulation_steps
+
+    def __call__(self, step):
+        return self.schedule(ops.floor_divide(step, self.accumulation_steps))
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "accumulation_steps": self.accumulation_steps,
+        }

@@ -4,6 +4,8 @@ import re
 
 import keras
 
+from tfbert.training.learning_rate_schedule import PerUpdateSchedule
+
 # Variables that get no weight decay: LayerNorm scale/offset and every bias.
 NO_WEIGHT_DECAY = ("gamma", "beta", "bias")
 
@@ -56,6 +58,22 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
         return config
 
 
+def accumulation_arguments(learning_rate, gradient_accumulation_steps):
+    """The learning rate and Keras optimizer arguments for averaging the
+    gradients of `gradient_accumulation_steps` batches per update (a schedule
+    is wrapped in `PerUpdateSchedule` so it counts updates)."""
+    if not gradient_accumulation_steps or gradient_accumulation_steps == 1:
+        return learning_rate, {}
+    if not isinstance(gradient_accumulation_steps, int) or gradient_accumulation_steps < 1:
+        raise ValueError(
+            "`gradient_accumulation_steps` must be a positive integer; received "
+            f"{gradient_accumulation_steps!r}."
+        )
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        learning_rate = PerUpdateSchedule(learning_rate, gradient_accumulation_steps)
+    return learning_rate, {"gradient_accumulation_steps": gradient_accumulation_steps}
+
+
 def create_adamw(
     learning_rate,
     weight_decay: float = 0.01,
@@ -65,17 +83,22 @@ def create_adamw(
     global_clipnorm: float | None = 1.0,
     layerwise_decay: float | None = None,
     num_layers: int | None = None,
+    gradient_accumulation_steps: int | None = None,
 ) -> keras.optimizers.AdamW:
     """AdamW with BERT's settings and weight-decay exclusions (LayerNorm, biases).
 
     Args:
-        learning_rate: float or a `LearningRateSchedule`.
+        learning_rate: float or a `LearningRateSchedule` (in optimizer
+            updates, also when accumulating gradients).
         weight_decay: float, default 0.01.
         beta_1, beta_2, epsilon: Adam constants, BERT's defaults.
         global_clipnorm: float or None, default 1.0. Global-norm gradient clipping.
         layerwise_decay: float or None. With a value, lower layers learn more
             slowly (`LayerwiseAdamW`); needs `num_layers`.
         num_layers: int. The backbone's encoder blocks, for `layerwise_decay`.
+        gradient_accumulation_steps: int or None. Average the gradients of
+            this many batches per update: batch B with N steps trains like
+            batch N*B (clipping applies to the average).
     """
     if layerwise_decay is not None:
         if num_layers is None:
@@ -85,6 +108,9 @@ def create_adamw(
         )
     else:
         optimizer_class = keras.optimizers.AdamW
+    learning_rate, accumulation = accumulation_arguments(
+        learning_rate, gradient_accumulation_steps
+    )
     optimizer = optimizer_class(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
@@ -92,6 +118,39 @@ def create_adamw(
         beta_2=beta_2,
         epsilon=epsilon,
         global_clipnorm=global_clipnorm,
+        **accumulation,
+    )
+    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return optimizer
+
+
+def create_lamb(
+    learning_rate,
+    weight_decay: float = 0.01,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-6,
+    global_clipnorm: float | None = 1.0,
+    gradient_accumulation_steps: int | None = None,
+) -> keras.optimizers.Lamb:
+    """LAMB (You et al., 2019) for large batches, with BERT's weight-decay
+    exclusions; `keras.optimizers.Lamb` underneath (decoupled weight decay,
+    trust ratio on every variable). Arguments as in `create_adamw`.
+
+    Example:
+        optimizer = create_lamb(WarmupPolynomialDecay(2e-3, 1000, 10000))
+    """
+    learning_rate, accumulation = accumulation_arguments(
+        learning_rate, gradient_accumulation_steps
+    )
+    optimizer = keras.optimizers.Lamb(
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=epsilon,
+        global_clipnorm=global_clipnorm,
+        **accumulation,
     )
     optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     return optimizer

@@ -26,6 +26,7 @@ from tfbert.models.bert.bert_task import (
     backbone_inputs,
     check_backbone,
     head_dense,
+    sum_over_replicas,
 )
 
 _BATCH_FORMAT = (
@@ -231,11 +232,14 @@ class BertPretrainer(BackboneModel):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         mlm_labels, mlm_weights, nsp_labels = self._unpack_targets(y, sample_weight)
-        # (B, P) per-prediction losses, averaged over the real predictions only.
+        # (B, P) per-prediction losses, averaged over the real predictions of
+        # all replicas: scale_loss_for_distribution below divides by their
+        # number, and summing the replicas' gradients gives the global mean.
         mlm_losses = ops.sparse_categorical_crossentropy(
             mlm_labels, y_pred["mlm_logits"], from_logits=True
         )
-        loss = ops.divide_no_nan(ops.sum(mlm_losses * mlm_weights), ops.sum(mlm_weights))
+        predictions, replicas = sum_over_replicas(ops.sum(mlm_weights))
+        loss = ops.divide_no_nan(ops.sum(mlm_losses * mlm_weights) * replicas, predictions)
         self.mlm_loss_tracker.update_state(mlm_losses, sample_weight=mlm_weights)
         if self.next_sentence_prediction:
             nsp_losses = ops.sparse_categorical_crossentropy(

@@ -5,6 +5,23 @@ import keras
 from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
 
 
+def sum_over_replicas(value):
+    """`value` summed over the replicas training in sync, and their count.
+
+    Losses normalised by a count that varies per replica (masked-LM
+    predictions, labelled tokens) divide by the global count so that the
+    replicas' gradients add up to the gradient of the global mean, as on one
+    device. Outside a replica context (one device, symbolic builds) this is
+    `(value, 1)`.
+    """
+    import tensorflow as tf  # the TensorFlow backend is pinned by tfbert
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value, 1
+    return context.all_reduce("SUM", value), context.num_replicas_in_sync
+
+
 def check_backbone(backbone):
     if not isinstance(backbone, BertBackbone):
         raise ValueError(

@@ -1,0 +1,266 @@
+"""BERT pretraining as one recipe: `tfbert pretrain` and `tfbert quickstart` run it.
+
+config = PretrainingConfig(data=["corpus.txt"], vocabulary="vocab.txt",
+                           output_dir="runs/bert", strategy="auto")
+pretrainer, history = pretrain(config)
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+
+from tfbert.models import BertBackbone, BertPretrainer
+from tfbert.models.bert.bert_presets import BERT_PRESETS
+from tfbert.text import BertTokenizer, pretraining_dataset, read_pretraining_tfrecords
+from tfbert.training.callbacks import (
+    TrainingBackup,
+    save_atomically,
+    skip_epochs,
+    training_callbacks,
+)
+from tfbert.training.distributed_fit import is_chief
+from tfbert.training.learning_rate_schedule import (
+    WarmupInverseSqrtDecay,
+    WarmupPolynomialDecay,
+)
+from tfbert.training.optimizers import accumulation_arguments, create_adamw, create_lamb
+from tfbert.training.strategy import (
+    check_dataset,
+    compile_options,
+    per_replica_batch_size,
+    resolve_strategy,
+    strategy_precision,
+)
+
+SCHEDULES = ("linear", "polynomial", "inverse_sqrt", "constant")
+OPTIMIZERS = ("adamw", "lamb", "sgd")
+FINAL_MODEL = "pretrainer.keras"
+
+
+@dataclasses.dataclass
+class PretrainingConfig:
+    """Everything a pretraining run needs; `tfbert pretrain` flags and its
+    `--config` JSON file use the same names.
+
+    Data is BERT-format text (one sentence per line, blank line between
+    documents; masks drawn anew each epoch) or TFRecord shards from
+    `write_pretraining_tfrecords` (names ending in .tfrecord; static masks).
+    `batch_size` is global: each of R replicas gets batch_size / R.
+    """
+
+    data: list[str]
+    vocabulary: str
+    output_dir: str
+    validation_data: list[str] | None = None
+    preset: str = "bert_tiny"
+    sequence_length: int = 128
+    max_predictions: int = 20
+    masked_lm_probability: float = 0.15
+    whole_word_masking: bool = True
+    dropout: float | None = None
+    batch_size: int = 32
+    epochs: int = 1
+    steps_per_epoch: int = 0
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-4
+    schedule: str = "linear"
+    warmup_steps: int | None = None
+    decay_power: float = 1.0
+    weight_decay: float = 0.01
+    clip_norm: float | None = 1.0
+    gradient_accumulation_steps: int = 1
+    strategy: str = "auto"
+    tpu: str | None = None
+    cpu_replicas: int | None = None
+    cluster_timeout: float = 300.0
+    precision: str = "auto"
+    seed: int = 0
+    verbose: int = 1
+    backup: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        if isinstance(self.validation_data, str):
+            self.validation_data = [self.validation_data]
+        if self.preset not in BERT_PRESETS:
+            raise ValueError(f"Unknown preset {self.preset!r}; use one of {list(BERT_PRESETS)}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r}; use one of {SCHEDULES}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}; use one of {OPTIMIZERS}.")
+        if self.epochs < 1 or self.steps_per_epoch < 0:
+            raise ValueError(
+                f"Need epochs >= 1 and steps_per_epoch >= 0; received epochs={self.epochs}, "
+                f"steps_per_epoch={self.steps_per_epoch}."
+            )
+
+    @classmethod
+    def from_json(cls, path: str, **overrides) -> "PretrainingConfig":
+        """A config from a JSON file of field names; `overrides` win."""
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown setting(s) {unknown} in {path}; known settings: {sorted(known)}."
+            )
+        return cls(**{**values, **overrides})
+
+
+def _is_tfrecord(paths) -> bool:
+    return all(".tfrecord" in os.fspath(path) for path in paths)
+
+
+def _dataset(paths, tokenizer, config, batch_size):
+    if _is_tfrecord(paths):
+        return read_pretraining_tfrecords(paths, batch_size, seed=config.seed)
+    return pretraining_dataset(
+        paths,
+        tokenizer,
+        config.sequence_length,
+        batch_size,
+        masked_lm_probability=config.masked_lm_probability,
+        max_predictions=config.max_predictions,
+        whole_word_masking=config.whole_word_masking,
+        seed=config.seed,
+    )
+
+
+def _schedule(config, total_steps):
+    warmup = config.warmup_steps
+    if warmup is None:
+        warmup = max(1, total_steps // 10)
+    if config.schedule == "constant":
+        return config.learning_rate
+    if config.schedule == "inverse_sqrt":
+        return WarmupInverseSqrtDecay(config.learning_rate, warmup)
+    power = 1.0 if config.schedule == "linear" else config.decay_power
+    return WarmupPolynomialDecay(
+        config.learning_rate, min(warmup, total_steps), total_steps, power=power
+    )
+
+
+def _optimizer(config, learning_rate):
+    if config.optimizer == "sgd":
+        # Plain SGD with momentum: no per-coordinate normalisation, so runs on
+        # different replica counts can be compared weight for weight.
+        learning_rate, accumulation = accumulation_arguments(
+            learning_rate, config.gradient_accumulation_steps
+        )
+        return keras.optimizers.SGD(
+            learning_rate, momentum=0.9, global_clipnorm=config.clip_norm, **accumulation
+        )
+    create = create_adamw if config.optimizer == "adamw" else create_lamb
+    return create(
+        learning_rate,
+        weight_decay=config.weight_decay,
+        global_clipnorm=config.clip_norm,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+
+
+def _check_output_dir(output_dir: str) -> None:
+    final = os.path.join(output_dir, FINAL_MODEL)
+    if os.path.exists(final):
+        raise FileExistsError(
+            f"{final} already exists: that run finished. Choose a new output_dir; "
+            "tfbert does not overwrite a trained model."
+        )
+
+
+def pretrain(config: PretrainingConfig):
+    """Pretrains a BERT (masked LM + next sentence) with `fit`; returns
+    `(pretrainer, history)`.
+
+    Runs under `resolve_strategy(config.strategy)` with its precision and
+    compile options, BERT's optimizer and schedule, and `training_callbacks`
+    in `config.output_dir`: a killed run started again with the same config
+    resumes from its last completed epoch. The trained model is written to
+    `output_dir/pretrainer.keras` (by the chief); the config beside it.
+    """
+    _check_output_dir(config.output_dir)
+    strategy = resolve_strategy(
+        config.strategy,
+        tpu=config.tpu,
+        cpu_replicas=config.cpu_replicas,
+        cluster_timeout=config.cluster_timeout,
+    )
+    chief = is_chief(strategy)
+    precision = strategy_precision(strategy, config.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(config.seed)
+    per_replica_batch_size(config.batch_size, strategy)
+
+    tokenizer = BertTokenizer(config.vocabulary, sequence_length=config.sequence_length)
+    train = _dataset(config.data, tokenizer, config, config.batch_size)
+    batches = int(train.cardinality())
+    steps = config.steps_per_epoch or batches
+    if steps < 1:
+        raise ValueError(
+            f"The number of batches in {config.data} is not known to tf.data (TFRecord "
+            "shards); set steps_per_epoch (the shards' example counts are in "
+            "pretraining-info.json)."
+        )
+    if batches >= steps:
+        train = train.take(steps)  # each epoch starts from a fresh pass
+    else:
+        train = train.repeat()
+    check_dataset(train, strategy)
+    validation = None
+    if config.validation_data:
+        validation = check_dataset(
+            _dataset(config.validation_data, tokenizer, config, config.batch_size), strategy
+        )
+
+    backup_dir = os.path.join(config.output_dir, "backup")
+    completed = TrainingBackup.completed_epochs(backup_dir) if config.backup else 0
+    train = skip_epochs(train, completed)
+
+    updates = steps * config.epochs // max(1, config.gradient_accumulation_steps)
+    overrides = {
+        "vocabulary_size": tokenizer.vocabulary_size,
+        "max_sequence_length": max(config.sequence_length, 128),
+    }
+    if config.dropout is not None:
+        overrides["dropout"] = config.dropout
+    with strategy.scope():
+        backbone = BertBackbone.from_preset(config.preset, **overrides)
+        pretrainer = BertPretrainer(backbone)
+        optimizer = _optimizer(config, _schedule(config, max(1, updates)))
+        pretrainer.compile(optimizer=optimizer, **compile_options(strategy))
+
+    if chief:
+        os.makedirs(config.output_dir, exist_ok=True)
+        with open(os.path.join(config.output_dir, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(dataclasses.asdict(config), f, indent=2)
+    if config.verbose:
+        resumed = f", resuming after epoch {completed}" if completed else ""
+        print(
+            f"      {strategy.num_replicas_in_sync} replica(s) "
+            f"({type(strategy).__name__}), precision {precision}, {steps} steps/epoch of "
+            f"{config.batch_size}{resumed}",
+            flush=True,
+        )
+    callbacks = training_callbacks(
+        config.output_dir,
+        config.batch_size,
+        strategy=strategy,
+        backup=config.backup,
+        tensorboard=config.tensorboard,
+    )
+    history = pretrainer.fit(
+        train,
+        validation_data=validation,
+        epochs=config.epochs,
+        steps_per_epoch=None if batches >= steps else steps,
+        shuffle=False,  # the dataset reshuffles itself each epoch
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    save_atomically(pretrainer, os.path.join(config.output_dir, FINAL_MODEL))
+    return pretrainer, history
