@@ -46,3 +46,9 @@ def tokenizer(vocabulary_file):
 def real_inputs(tokenizer, real_sentences):
     """BERT inputs (numpy, int32) of 8 real sentences padded to 32 tokens."""
     return {k: np.asarray(v) for k, v in tokenizer(real_sentences).items()}
+
+
+@pytest.fixture(scope="session")
+def imdb_reviews():
+    """Real IMDB reviews (text, label)."""
+    return movie_reviews("imdb")

@@ -262,13 +262,17 @@ def training_callbacks(
 
 
 def skip_epochs(dataset, epochs: int):
-    """`dataset` advanced past `epochs` epochs of its randomness (shuffle order,
-    `pretraining_dataset`'s masks), for a run resumed after `epochs` epochs.
+    """`dataset` advanced past the randomness (shuffle order, `pretraining_dataset`'s
+    masks) that `epochs` epochs of `fit` drew, for a run resumed after them.
 
     Each new iterator of a tf.data pipeline with `reshuffle_each_iteration`
-    or `rerandomize_each_iteration` draws the next epoch's seeds; opening and
-    dropping `epochs` iterators, which reads no data, moves it on.
+    or `rerandomize_each_iteration` draws the next seeds, and opening an
+    iterator reads no data. Keras 3.15's `fit` opens two iterators per epoch
+    of a dataset of known length (the epoch's, and one it opens at the end
+    of the epoch and drops), so a run resumed after `epochs` epochs skips
+    `2 * epochs`; the resume test in tests/training checks this against an
+    uninterrupted run, so a Keras upgrade that changes it fails there.
     """
-    for _ in range(epochs):
+    for _ in range(2 * epochs):
         iter(dataset)
     return dataset

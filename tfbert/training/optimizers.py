@@ -62,13 +62,15 @@ def accumulation_arguments(learning_rate, gradient_accumulation_steps):
     """The learning rate and Keras optimizer arguments for averaging the
     gradients of `gradient_accumulation_steps` batches per update (a schedule
     is wrapped in `PerUpdateSchedule` so it counts updates)."""
-    if not gradient_accumulation_steps or gradient_accumulation_steps == 1:
+    if gradient_accumulation_steps is None:
         return learning_rate, {}
     if not isinstance(gradient_accumulation_steps, int) or gradient_accumulation_steps < 1:
         raise ValueError(
             "`gradient_accumulation_steps` must be a positive integer; received "
             f"{gradient_accumulation_steps!r}."
         )
+    if gradient_accumulation_steps == 1:
+        return learning_rate, {}
     if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         learning_rate = PerUpdateSchedule(learning_rate, gradient_accumulation_steps)
     return learning_rate, {"gradient_accumulation_steps": gradient_accumulation_steps}

@@ -31,6 +31,7 @@ from tfbert.training.strategy import (
     compile_options,
     per_replica_batch_size,
     resolve_strategy,
+    strategy_name,
     strategy_precision,
 )
 
@@ -242,7 +243,7 @@ def pretrain(config: PretrainingConfig):
         resumed = f", resuming after epoch {completed}" if completed else ""
         print(
             f"      {strategy.num_replicas_in_sync} replica(s) "
-            f"({type(strategy).__name__}), precision {precision}, {steps} steps/epoch of "
+            f"({strategy_name(strategy)}), precision {precision}, {steps} steps/epoch of "
             f"{config.batch_size}{resumed}",
             flush=True,
         )

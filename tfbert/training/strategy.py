@@ -8,8 +8,12 @@ model.fit(dataset.batch(global_batch_size(32, strategy)))
 """
 
 import contextlib
+import glob
 import json
 import os
+import subprocess
+import sys
+import threading
 
 import tensorflow as tf
 
@@ -28,6 +32,14 @@ def is_multi_worker(strategy) -> bool:
         isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         and strategy.extended._in_multi_worker_mode()
     )
+
+
+def strategy_name(strategy) -> str:
+    """The public class name of `strategy` (MultiWorkerMirroredStrategy is
+    CollectiveAllReduceStrategy inside TensorFlow)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
 
 
 def read_tf_config() -> dict | None:
@@ -96,10 +108,39 @@ def split_cpu(replicas: int) -> None:
             ) from None
 
 
+_WATCHDOG = """
+import os, sys, time
+parent, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(seconds)
+sys.stderr.write(message + "\\n")
+sys.stderr.flush()
+os.kill(parent, 9)
+"""
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float, message: str):
+    """Kills this process with `message` on stderr unless the block ends within `seconds`.
+
+    MultiWorkerMirroredStrategy's constructor connects to the other workers
+    inside TensorFlow's C++ while holding the GIL, retrying for an hour: no
+    Python thread or signal handler runs meanwhile, so the timer is a tiny
+    separate process.
+    """
+    timer = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), message]
+    )
+    try:
+        yield
+    finally:
+        timer.kill()
+        timer.wait()
+
+
 @contextlib.contextmanager
 def _cluster_wait(seconds: float):
-    # MultiWorkerMirroredStrategy's constructor waits for every worker with a
-    # dummy all-reduce; its timeout (a class attribute) defaults to forever.
+    # Once connected, the constructor waits for the cluster with a dummy
+    # all-reduce whose timeout (a class attribute) defaults to forever.
     from tensorflow.python.distribute import collective_all_reduce_strategy as module
 
     extended = module.CollectiveAllReduceExtended
@@ -124,39 +165,75 @@ def _multi_worker_strategy(cluster_timeout: float):
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING
     )
+
+    message = (
+        f"tfbert: not every worker of TF_CONFIG joined within {cluster_timeout:.0f} s "
+        f"(workers: {workers}; this is {config['task']['type']} {config['task']['index']}). "
+        "Start the same script on every worker, check the addresses and that the ports "
+        "are open, or raise `cluster_timeout`. Stopping this worker."
+    )
     try:
-        with _cluster_wait(cluster_timeout):
+        with _watchdog(cluster_timeout, message), _cluster_wait(cluster_timeout):
             return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as error:
         if "Timeout waiting for the cluster" not in str(error):
             raise
+        raise RuntimeError(message.replace(" Stopping this worker.", "")) from None
+
+
+def _within(seconds: float, build):
+    """`build()`, or TimeoutError when it has not returned after `seconds`
+    (it goes on in a daemon thread)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = build()
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "value" not in outcome:
+        raise TimeoutError(f"no answer within {seconds:.0f} s")
+    return outcome["value"]
+
+
+def _on_tpu_vm() -> bool:
+    return bool(glob.glob("/dev/accel*")) or bool(glob.glob("/dev/vfio/[0-9]*"))
+
+
+def _tpu_strategy(tpu, timeout: float):
+    tpu = tpu or os.environ.get("TPU_NAME") or ("local" if _on_tpu_vm() else None)
+    if tpu is None:
         raise RuntimeError(
-            f"Not every worker of TF_CONFIG joined within {cluster_timeout:.0f} s "
-            f"(workers: {workers}; this is {config['task']['type']} "
-            f"{config['task']['index']}). Start the same script on every worker, check "
-            "the addresses and that the ports are open, or raise `cluster_timeout`."
-        ) from None
+            "Asked for a TPU, but none is named (tpu=None, TPU_NAME unset) and this "
+            "machine is not a TPU VM (no /dev/accel*). Pass tpu='<name or grpc://address>', "
+            "or use kind='auto' to fall back to GPUs/CPU."
+        )
 
-
-def _tpu_strategy(tpu):
-    try:
+    def connect():
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as error:
-        where = f"TPU {tpu!r}" if tpu else "a TPU (none named; looked for a local one)"
+        return resolver
+
+    try:
+        return tf.distribute.TPUStrategy(_within(timeout, connect))
+    except (TimeoutError, ValueError, RuntimeError, tf.errors.OpError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise RuntimeError(
-            f"Asked for {where} but could not connect: {str(error).splitlines()[0]}. "
-            "On a TPU VM pass tpu='local'; elsewhere pass the TPU's name or grpc:// "
-            "address, or use kind='auto' to fall back to GPUs/CPU."
+            f"Asked for TPU {tpu!r} but could not connect: {reason}. Check the name or "
+            "address and that the TPU is running, or use kind='auto' to fall back to "
+            "GPUs/CPU."
         ) from None
-    return tf.distribute.TPUStrategy(resolver)
 
 
 def _tpu_available(tpu) -> bool:
-    if tpu:
-        return True
-    return bool(os.environ.get("TPU_NAME")) or bool(tf.config.list_logical_devices("TPU"))
+    return bool(tpu) or bool(os.environ.get("TPU_NAME")) or _on_tpu_vm()
 
 
 def resolve_strategy(
@@ -180,7 +257,8 @@ def resolve_strategy(
         tpu: str or None. TPU name or address ("local" on a TPU VM).
         cpu_replicas: int or None. With "mirrored" and no GPUs, the CPU is
             split into this many logical devices (tests, benchmarks).
-        cluster_timeout: float, default 300. Seconds to wait for all workers.
+        cluster_timeout: float, default 300. Seconds to wait for all workers
+            to join, or for the TPU to answer.
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown strategy kind {kind!r}; use one of {list(KINDS)}.")
@@ -202,7 +280,7 @@ def resolve_strategy(
         else:
             kind = "one_device"
     if kind == "tpu":
-        return _tpu_strategy(tpu)
+        return _tpu_strategy(tpu, cluster_timeout)
     if kind == "multi_worker":
         return _multi_worker_strategy(cluster_timeout)
     if kind == "mirrored":
