@@ -46,3 +46,47 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
     # A second run gets its own folder.
     assert _quickstart(tmp_path, epochs=1, max_steps=2) == 0
     assert len(os.listdir(tmp_path)) == 2
+
+
+def test_pretrain_command_reads_a_config_file_and_flags_override_it(
+    tmp_path, capsys, vocabulary_file, imdb_reviews
+):
+    import json
+
+    import pytest
+
+    from tfbert.text import write_pretraining_text
+
+    corpus = str(tmp_path / "corpus.txt")
+    write_pretraining_text([text for text, _ in imdb_reviews[:30]], corpus)
+    output_dir = tmp_path / "run"
+    settings = {
+        "data": [corpus],
+        "vocabulary": vocabulary_file,
+        "output_dir": str(output_dir),
+        "sequence_length": 64,
+        "batch_size": 8,
+        "epochs": 5,
+        "steps_per_epoch": 2,
+        "precision": "float32",
+        "verbose": 0,
+    }
+    config = tmp_path / "pretrain.json"
+    config.write_text(json.dumps(settings))
+    arguments = ["pretrain", "--config", str(config), "--epochs", "1", "--optimizer", "lamb"]
+    assert main(arguments) == 0
+    assert "masked-LM loss" in capsys.readouterr().out
+    written = json.loads((output_dir / "config.json").read_text())
+    assert written["epochs"] == 1 and written["optimizer"] == "lamb"
+    assert written["sequence_length"] == 64
+    pretrainer = keras.saving.load_model(output_dir / "pretrainer.keras")
+    assert pretrainer.backbone.vocabulary_size == 30522
+    assert os.listdir(output_dir / "logs")  # TensorBoard event files
+
+    with pytest.raises(FileExistsError, match="already exists: that run finished"):
+        main(arguments)
+    with pytest.raises(SystemExit, match="give --data, --vocabulary, --output-dir"):
+        main(["pretrain", "--epochs", "1"])
+    config.write_text(json.dumps({**settings, "epoch": 3}))
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['epoch'\]"):
+        main(["pretrain", "--config", str(config)])

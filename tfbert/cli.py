@@ -1,9 +1,12 @@
 """The `tfbert` command.
 
 tfbert quickstart   the whole path on the embedded default data
+tfbert pretrain     BERT pretraining (MLM + NSP) on your text, on any tf.distribute strategy
 """
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -44,15 +47,8 @@ def quickstart(args) -> int:
     """Pretrains a small BERT (MLM + NSP) with `fit` on IMDB reviews."""
     import keras
 
-    from tfbert.models import BertBackbone, BertPretrainer
-    from tfbert.text import (
-        BertTokenizer,
-        build_vocabulary,
-        movie_reviews,
-        pretraining_dataset,
-        write_pretraining_text,
-    )
-    from tfbert.training import WarmupPolynomialDecay, create_adamw, resolve_precision
+    from tfbert.text import build_vocabulary, movie_reviews, write_pretraining_text
+    from tfbert.training import PretrainingConfig, pretrain, resolve_precision
 
     run_dir = _new_run_dir(args.output_dir)
     keras.utils.set_random_seed(args.seed)
@@ -79,56 +75,39 @@ def quickstart(args) -> int:
         f"      {len(vocabulary)} tokens learned from the training reviews in "
         f"{time.perf_counter() - started:.0f} s"
     )
-    tokenizer = BertTokenizer(vocabulary_file, sequence_length=args.sequence_length)
-    options = dict(whole_word_masking=True, seed=args.seed)
-    train = pretraining_dataset(
-        train_file, tokenizer, args.sequence_length, args.batch_size, **options
-    )
-    validation = pretraining_dataset(
-        validation_file, tokenizer, args.sequence_length, args.batch_size, **options
-    )
-    steps = int(train.cardinality())
-    if args.max_steps:
-        steps = min(steps, args.max_steps)
-        train = train.take(steps)
-    print(
-        f"      {steps} batches of {args.batch_size} x {args.sequence_length} per epoch, "
-        f"{int(validation.cardinality())} held out; whole-word masking"
-    )
-
     print(f"[3/5] Pretraining {args.preset} (masked LM + next sentence) with fit")
-    backbone = BertBackbone.from_preset(
-        args.preset,
-        vocabulary_size=tokenizer.vocabulary_size,
-        max_sequence_length=max(args.sequence_length, 128),
-    )
-    pretrainer = BertPretrainer(backbone)
-    total_steps = steps * args.epochs
-    schedule = WarmupPolynomialDecay(
-        args.learning_rate, warmup_steps=max(1, total_steps // 10), total_steps=total_steps
-    )
-    pretrainer.compile(optimizer=create_adamw(schedule))
-    print(f"      {backbone.count_params():,} backbone parameters")
-    started = time.perf_counter()
-    history = pretrainer.fit(
-        train,
-        validation_data=validation,
+    print("      the same recipe as `tfbert pretrain`, whole-word masking")
+    config = PretrainingConfig(
+        data=[train_file],
+        validation_data=[validation_file],
+        vocabulary=vocabulary_file,
+        output_dir=run_dir,
+        preset=args.preset,
+        sequence_length=args.sequence_length,
+        batch_size=args.batch_size,
         epochs=args.epochs,
-        shuffle=False,  # the dataset reshuffles itself each epoch
+        steps_per_epoch=args.max_steps,
+        learning_rate=args.learning_rate,
+        strategy=args.strategy,
+        precision=precision,
+        seed=args.seed,
         verbose=args.verbose,
+        backup=False,  # each quickstart run is new; nothing to resume
     )
+    started = time.perf_counter()
+    pretrainer, history = pretrain(config)
     elapsed = time.perf_counter() - started
+    backbone = pretrainer.backbone
+    print(f"      {backbone.count_params():,} backbone parameters")
     table = _EpochTable(history)
     print(table.render())
     mlm = history.history["mlm_loss"]
+    sequences = history.history["examples_per_second"][-1]
     print(
         f"      masked-LM loss {mlm[0]:.3f} -> {mlm[-1]:.3f} in {elapsed:.0f} s "
-        f"({total_steps * args.batch_size / elapsed:.0f} sequences/s)"
+        f"({sequences:.0f} sequences/s in the last epoch)"
     )
-
-    model_path = os.path.join(run_dir, "pretrainer.keras")
-    pretrainer.save(model_path)
-    print(f"      saved {model_path}")
+    print(f"      saved {os.path.join(run_dir, 'pretrainer.keras')} and TensorBoard logs in logs/")
 
     print("[4/5] Fine-tuning the pretrained backbone: Rotten Tomatoes sentiment")
     sentiment = _fine_tune_sentiment(backbone, vocabulary_file, args)
@@ -177,6 +156,80 @@ def _fine_tune_sentiment(backbone, vocabulary_file, args):
     return TextClassifier(tokenizer, classifier, label_names=["negative", "positive"])
 
 
+def pretrain_command(args) -> int:
+    """Runs `tfbert.training.pretrain` from a config file and/or flags."""
+    from tfbert.training import PretrainingConfig, pretrain
+
+    given = {
+        name: value
+        for name, value in vars(args).items()
+        if name in _PRETRAIN_FIELDS and value is not None
+    }
+    if args.config:
+        config = PretrainingConfig.from_json(args.config, **given)
+    else:
+        missing = [
+            f"--{name}" for name in ("data", "vocabulary", "output_dir") if name not in given
+        ]
+        if missing:
+            raise SystemExit(
+                f"tfbert pretrain: give {', '.join(m.replace('_', '-') for m in missing)} "
+                "or a --config file."
+            )
+        config = PretrainingConfig(**given)
+    print(f"tfbert pretrain -> {config.output_dir}")
+    print(json.dumps(dataclasses.asdict(config), indent=2))
+    started = time.perf_counter()
+    _, history = pretrain(config)
+    mlm = history.history["mlm_loss"]
+    print(
+        f"masked-LM loss {mlm[0]:.3f} -> {mlm[-1]:.3f} in {time.perf_counter() - started:.0f} s; "
+        f"model in {os.path.join(config.output_dir, 'pretrainer.keras')}"
+    )
+    return 0
+
+
+_PRETRAIN_HELP = {
+    "data": "BERT-format text files (one sentence per line, blank line between "
+    "documents) or TFRecord shards from write_pretraining_tfrecords",
+    "vocabulary": "WordPiece vocab.txt",
+    "output_dir": "model, checkpoint, backup and TensorBoard logs go here; "
+    "a killed run started again with the same folder resumes",
+    "batch_size": "global batch (split over replicas)",
+    "steps_per_epoch": "0: one pass over the data",
+    "strategy": "auto, tpu, multi_worker (TF_CONFIG), mirrored, one_device or cpu",
+    "cpu_replicas": "split the CPU into N devices for --strategy mirrored",
+    "schedule": "linear, polynomial, inverse_sqrt or constant (after warmup)",
+    "warmup_steps": "default: 10%% of the updates",
+    "gradient_accumulation_steps": "average N batches per update",
+    "precision": "auto, float32, mixed_bfloat16 or mixed_float16",
+}
+_PRETRAIN_FIELDS = ()
+
+
+def _add_pretrain_flags(parser) -> None:
+    """One flag per `PretrainingConfig` field (names with dashes)."""
+    global _PRETRAIN_FIELDS
+    from tfbert.training.pretraining import PretrainingConfig
+
+    fields = dataclasses.fields(PretrainingConfig)
+    _PRETRAIN_FIELDS = tuple(field.name for field in fields)
+    parser.add_argument("--config", help="JSON file of settings (flags override it)")
+    for field in fields:
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default if field.default is not dataclasses.MISSING else None
+        help_text = _PRETRAIN_HELP.get(field.name, "")
+        help_text = f"{help_text} (default {default})" if help_text else f"default {default}"
+        kind = str(field.type)
+        if field.name in ("data", "validation_data"):
+            parser.add_argument(flag, nargs="+", help=help_text)
+        elif field.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            converter = int if "int" in kind else float if "float" in kind else str
+            parser.add_argument(flag, type=converter, help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfbert", description="BERT on Keras 3: pretrain, fine-tune, compress, export."
@@ -223,7 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[0, 1, 2],
         help="Keras fit verbosity (1: progress bar)",
     )
+    start.add_argument(
+        "--strategy", default="auto", help="tf.distribute strategy kind (see tfbert pretrain)"
+    )
     start.set_defaults(run=quickstart)
+
+    pretraining = commands.add_parser(
+        "pretrain",
+        help="pretrain BERT (masked LM + next sentence) on your text",
+        description="Pretrains BERT with Keras fit under any tf.distribute strategy. "
+        "Every setting is a flag or a key of the --config JSON file.",
+    )
+    _add_pretrain_flags(pretraining)
+    pretraining.set_defaults(run=pretrain_command)
     return parser
 
 
