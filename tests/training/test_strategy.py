@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -105,3 +108,21 @@ def test_what_cannot_feed_a_tpu_is_named():
     assert "shape (None, 3): batch with drop_remainder=True" in str(error.value)
     # Other strategies take any dataset.
     assert check_dataset(texts, tf.distribute.get_strategy()) is texts
+
+
+def test_a_named_tpu_that_does_not_answer_fails_in_bounded_time():
+    # In its own process: connecting rewires TensorFlow's eager context.
+    script = (
+        "import tfbert\n"
+        "from tfbert.training import resolve_strategy\n"
+        "resolve_strategy('tpu', tpu='grpc://127.0.0.1:1', cluster_timeout=3)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "Asked for TPU 'grpc://127.0.0.1:1' but could not connect: no answer within 3 s" in (
+        done.stderr
+    )
+    assert time.monotonic() - started < 60
