@@ -2,7 +2,7 @@
 
 Keras 3.15's TensorFlow trainer fails under `MultiWorkerMirroredStrategy`
 (keras-team/keras#20585) in two places, and clips gradients wrongly under
-every multi-replica strategy; `enable_distributed_fit` fixes all three:
+every multi-replica strategy; `enable_distributed_fit` fixes all four:
 
 1. Before the first step, `_maybe_symbolic_build` averages the first input
    batch across replicas with `strategy.reduce("MEAN", ...)` just to learn
@@ -14,7 +14,13 @@ every multi-replica strategy; `enable_distributed_fit` fixes all three:
    which fails on the scalar loss and metrics (rank error) and is the wrong
    operation anyway. The element-wise mean across replicas (`axis=None`) is
    what the single-machine path computes.
-3. Optimizers clip gradients (`global_clipnorm`, `clipnorm`, `clipvalue`)
+3. Gradient accumulation (`gradient_accumulation_steps`) fails under
+   MirroredStrategy: Keras sums the replicas' gradients and updates the
+   variables inside a conditional (update or accumulate), where replicas
+   cannot synchronise ("`merge_call` called while defining a new graph").
+   Here the replicas sum their gradients first, in replica context, and the
+   conditional runs in cross-replica context on the summed values.
+4. Optimizers clip gradients (`global_clipnorm`, `clipnorm`, `clipvalue`)
    before the replicas' gradients are summed, so each replica clips its own
    share: with R replicas a global norm of 1.0 acts like R. Here the
    replicas first sum their gradients, clip the sum, and hand each replica
@@ -86,6 +92,67 @@ def _clip_after_sum(original):
     return _clip_gradients
 
 
+def _replica_count():
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return context, 1
+    return context, context.num_replicas_in_sync
+
+
+def _accumulate_across_replicas(original, original_clip):
+    @functools.wraps(original)
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        context, replicas = _replica_count()
+        if not self.gradient_accumulation_steps or replicas == 1 or self.use_ema:
+            return original(self, grads, trainable_variables)
+        steps = self.gradient_accumulation_steps
+        accumulators = [
+            self._accumulated_gradients[self._get_variable_index(v)] for v in trainable_variables
+        ]
+        # Global sums, identical on every replica; then the update's average.
+        summed = context.all_reduce("SUM", list(grads))
+        averaged = [(g + a.value) / steps for g, a in zip(summed, accumulators, strict=True)]
+        averaged = original_clip(self, averaged)
+        variables = [v.value if hasattr(v, "value") else v for v in trainable_variables]
+
+        def cross_replica(distribution, summed, averaged):
+            def update():
+                learning_rate = self.learning_rate
+                for variable, gradient, source in zip(
+                    variables, averaged, trainable_variables, strict=True
+                ):
+                    if self.weight_decay is not None and self._use_weight_decay(source):
+                        decay = learning_rate * self.weight_decay
+
+                        def decay_fn(v, decay=decay):
+                            v.assign_sub(v * tf.cast(decay, v.dtype))
+
+                        distribution.extended.update(variable, decay_fn, group=False)
+                    distribution.extended.update(
+                        variable,
+                        lambda v, g: self.update_step(g, v, learning_rate),
+                        args=(gradient,),
+                        group=False,
+                    )
+                for accumulator in accumulators:
+                    accumulator.assign(tf.zeros_like(accumulator.value))
+
+            def accumulate():
+                for accumulator, gradient in zip(accumulators, summed, strict=True):
+                    distribution.extended.update(
+                        accumulator.value,
+                        lambda v, g: v.assign_add(g),
+                        args=(gradient,),
+                        group=False,
+                    )
+
+            tf.cond((self._iterations + 1) % steps == 0, update, accumulate)
+
+        context.merge_call(cross_replica, args=(summed, averaged))
+
+    return _backend_apply_gradients
+
+
 def enable_distributed_fit() -> None:
     """Makes Keras `fit`/`evaluate`/`predict` work under MultiWorkerMirroredStrategy
     and gradient clipping act on the global gradient under every strategy."""
@@ -93,8 +160,10 @@ def enable_distributed_fit() -> None:
         return
     tf_trainer.reduce_per_replica = _fixed_reduce_per_replica(tf_trainer.reduce_per_replica)
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    tf_optimizer.TFOptimizer._clip_gradients = _clip_after_sum(
-        tf_optimizer.TFOptimizer._clip_gradients
+    clip = tf_optimizer.TFOptimizer._clip_gradients
+    tf_optimizer.TFOptimizer._clip_gradients = _clip_after_sum(clip)
+    tf_optimizer.TFOptimizer._backend_apply_gradients = _accumulate_across_replicas(
+        tf_optimizer.TFOptimizer._backend_apply_gradients, clip
     )
 
 

@@ -100,9 +100,8 @@ def create_adamw(
         num_layers: int. The backbone's encoder blocks, for `layerwise_decay`.
         gradient_accumulation_steps: int or None. Average the gradients of
             this many batches per update: batch B with N steps trains like
-            batch N*B (clipping applies to the average). One device only:
-            under a multi-replica strategy Keras 3.15 fails to sum the
-            replicas' gradients inside its accumulation conditional.
+            batch N*B (clipping applies to the average), on one device or
+            many (see tfbert/training/distributed_fit.py).
     """
     if layerwise_decay is not None:
         if num_layers is None:

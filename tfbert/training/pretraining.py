@@ -148,8 +148,7 @@ def _schedule(config, total_steps):
 
 def _optimizer(config, learning_rate):
     if config.optimizer == "sgd":
-        # Plain SGD with momentum: no per-coordinate normalisation, so runs on
-        # different replica counts can be compared weight for weight.
+        # SGD with momentum, for comparison runs and small experiments.
         learning_rate, accumulation = accumulation_arguments(
             learning_rate, config.gradient_accumulation_steps
         )
@@ -196,13 +195,6 @@ def pretrain(config: PretrainingConfig):
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(config.seed)
     per_replica_batch_size(config.batch_size, strategy)
-    if config.gradient_accumulation_steps > 1 and strategy.num_replicas_in_sync > 1:
-        raise ValueError(
-            f"gradient_accumulation_steps={config.gradient_accumulation_steps} works on one "
-            f"device only; this strategy has {strategy.num_replicas_in_sync} replicas (Keras "
-            "3.15 accumulates inside a conditional, where replicas cannot sum gradients). "
-            "Raise batch_size instead: the replicas together already make the large batch."
-        )
 
     tokenizer = BertTokenizer(config.vocabulary, sequence_length=config.sequence_length)
     train = _dataset(config.data, tokenizer, config, config.batch_size)
