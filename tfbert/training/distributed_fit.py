@@ -1,8 +1,10 @@
 """Keras 3's `fit` under `tf.distribute`, made to work and to train as one device does.
 
 Keras 3.15's TensorFlow trainer fails under `MultiWorkerMirroredStrategy`
-(keras-team/keras#20585) in two places, and clips gradients wrongly under
-every multi-replica strategy; `enable_distributed_fit` fixes all four:
+(keras-team/keras#20585) in two places (1, 2), and its optimizers go wrong
+under every multi-replica strategy (3, 4); `enable_distributed_fit` fixes all
+four (the tests in tests/training/test_distributed_training.py compare each
+against one device):
 
 1. Before the first step, `_maybe_symbolic_build` averages the first input
    batch across replicas with `strategy.reduce("MEAN", ...)` just to learn
@@ -39,7 +41,7 @@ from keras import tree
 from keras.src.backend.tensorflow import optimizer as tf_optimizer
 from keras.src.backend.tensorflow import trainer as tf_trainer
 
-_PATCHED = "_tfbert_multi_worker_fit"
+_PATCHED = "_tfbert_distributed_fit"
 
 
 def _local_batch(strategy, batch):
@@ -76,27 +78,26 @@ def _fixed_reduce_per_replica(original):
     return reduce_per_replica
 
 
-def _clip_after_sum(original):
-    @functools.wraps(original)
-    def _clip_gradients(self, grads):
-        context = tf.distribute.get_replica_context()
-        clips = self.global_clipnorm or self.clipnorm or self.clipvalue
-        if not clips or context is None or context.num_replicas_in_sync == 1:
-            return original(self, grads)
-        present = [g for g in grads if g is not None]
-        total = iter(context.all_reduce("SUM", present))
-        summed = [None if g is None else next(total) for g in grads]
-        share = 1.0 / context.num_replicas_in_sync
-        return [None if g is None else g * share for g in original(self, summed)]
-
-    return _clip_gradients
-
-
 def _replica_count():
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return context, 1
     return context, context.num_replicas_in_sync
+
+
+def _clip_after_sum(original):
+    @functools.wraps(original)
+    def _clip_gradients(self, grads):
+        context, replicas = _replica_count()
+        if not (self.global_clipnorm or self.clipnorm or self.clipvalue) or replicas == 1:
+            return original(self, grads)
+        present = [g for g in grads if g is not None]
+        total = iter(context.all_reduce("SUM", present))
+        summed = [None if g is None else next(total) for g in grads]
+        share = 1.0 / replicas
+        return [None if g is None else g * share for g in original(self, summed)]
+
+    return _clip_gradients
 
 
 def _accumulate_across_replicas(original, original_clip):
