@@ -1,0 +1,12 @@
+"""Export: TF Serving SavedModels, checked in a fresh process (more targets follow)."""
+
+from tfbert.export.saved_model import TOKEN_INPUTS, saved_model
+from tfbert.export.verify import run_saved_model, saved_model_cli_show, verify_saved_model
+
+__all__ = [
+    "TOKEN_INPUTS",
+    "run_saved_model",
+    "saved_model",
+    "saved_model_cli_show",
+    "verify_saved_model",
+]

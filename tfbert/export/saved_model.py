@@ -1,0 +1,139 @@
+"""TF Serving SavedModels of tfbert models, tokenizer inside.
+
+path = saved_model(text_classifier, "exports/sentiment")   # exports/sentiment/1
+# serving_default: {"text": ["a gem"]} -> logits, probabilities, label, label_name
+# serve_token_ids: {"token_ids", "segment_ids", "padding_mask"} -> the same
+"""
+
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from tfbert.models import BertBackbone, BertClassifier, TextClassifier
+
+TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def _versions(export_dir: str) -> list[int]:
+    if not os.path.isdir(export_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(export_dir) if name.isdigit())
+
+
+def _check(model, tokenizer):
+    if not model.built:
+        raise ValueError(
+            f"{type(model).__name__} is not built; call it on a batch (or train it) "
+            "before exporting."
+        )
+    backbone = model if isinstance(model, BertBackbone) else getattr(model, "backbone", None)
+    if tokenizer is not None and backbone is not None:
+        if tokenizer.vocabulary_size != backbone.vocabulary_size:
+            raise ValueError(
+                f"The tokenizer has {tokenizer.vocabulary_size} tokens but the model's "
+                f"embedding has {backbone.vocabulary_size}: not the tokenizer it was "
+                "trained with. Pass the tokenizer (vocab.txt) the model was trained on."
+            )
+
+
+def _outputs(model, token_inputs, label_names):
+    outputs = model(token_inputs, training=False)
+    if not isinstance(outputs, dict):
+        outputs = {"logits": outputs}
+    outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+    if isinstance(model, BertClassifier):
+        logits = outputs["logits"]
+        outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
+        outputs["label"] = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        if label_names:
+            outputs["label_name"] = tf.gather(tf.constant(label_names), outputs["label"])
+    return outputs
+
+
+def saved_model(
+    model,
+    export_dir: str,
+    tokenizer=None,
+    version: int | None = None,
+    pairs: bool = False,
+    label_names=None,
+) -> str:
+    """Writes `model` as a TF Serving SavedModel in `export_dir/<version>/`.
+
+    Signatures:
+        serving_default: raw strings in (`text`, and `text_pair` with
+            `pairs=True`), tokenized inside the graph by `tokenizer`; without
+            a tokenizer it is `serve_token_ids`.
+        serve_token_ids: `token_ids`, `segment_ids`, `padding_mask`, int32
+            (batch, length), any batch size and length up to the model's
+            `max_sequence_length`.
+    Outputs: a backbone gives `sequence_output` and `pooled_output`; a
+    classifier `logits`, `probabilities`, `label` (and `label_name` with
+    label names); other task models their named outputs.
+
+    Args:
+        model: `BertBackbone`, `BertClassifier`, `TextClassifier` (its
+            tokenizer and label names are used), or another backbone model.
+        export_dir: str. The model's folder in TF Serving's model base path.
+        tokenizer: `BertTokenizer` or None.
+        version: int or None. Default: one more than the highest existing
+            version. An existing version is never overwritten.
+        pairs: bool, default False. `serving_default` takes text pairs.
+        label_names: list of str or None, for classifiers.
+
+    Returns:
+        The path of the written version folder.
+    """
+    if isinstance(model, TextClassifier):
+        tokenizer = tokenizer or model.tokenizer
+        label_names = label_names or model.label_names
+        model = model.classifier
+    _check(model, tokenizer)
+    if version is None:
+        version = (_versions(export_dir) or [0])[-1] + 1
+    if not isinstance(version, int) or version < 0:
+        raise ValueError(f"`version` must be a non-negative integer; received {version!r}.")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(
+            f"{final} already exists; TF Serving versions are immutable. Export to a "
+            "new version (leave version=None for the next free number)."
+        )
+    label_names = [str(name) for name in label_names] if label_names else None
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    token_signature = {
+        name: tf.TensorSpec((None, None), tf.int32, name=name) for name in TOKEN_INPUTS
+    }
+
+    def serve_token_ids(inputs):
+        return _outputs(model, inputs, label_names)
+
+    archive.add_endpoint("serve_token_ids", serve_token_ids, input_signature=[token_signature])
+    if tokenizer is not None:
+        archive.track(tokenizer)
+        text_signature = {"text": tf.TensorSpec((None,), tf.string, name="text")}
+        if pairs:
+            text_signature["text_pair"] = tf.TensorSpec((None,), tf.string, name="text_pair")
+
+        def serve_text(inputs):
+            token_inputs = tokenizer(inputs["text"], inputs.get("text_pair"))
+            return _outputs(model, token_inputs, label_names)
+
+        archive.add_endpoint("serving_default", serve_text, input_signature=[text_signature])
+    else:
+        archive.add_endpoint("serving_default", serve_token_ids, input_signature=[token_signature])
+
+    os.makedirs(export_dir, exist_ok=True)
+    staging = os.path.join(export_dir, f".staging-{version}-{os.getpid()}")
+    try:
+        archive.write_out(staging, verbose=False)
+        if os.path.exists(final):
+            raise FileExistsError(f"{final} appeared while exporting; nothing was replaced.")
+        os.rename(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
