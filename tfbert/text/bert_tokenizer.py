@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
-from keras_hub.layers import MultiSegmentPacker
 
 from tfbert.text.normalization import normalize_text, split_words, valid_utf8
 
@@ -151,13 +150,6 @@ class BertTokenizer(keras.layers.Layer):
             unknown_token="[UNK]",
             no_pretokenization=True,
             support_detokenization=True,
-        )
-        self._packer = MultiSegmentPacker(
-            sequence_length=sequence_length,
-            start_value=self.cls_token_id,
-            end_value=self.sep_token_id,
-            pad_value=self.pad_token_id,
-            dtype="int32",
         )
         self.built = True  # no weights: the vocabulary is the whole state
 
@@ -324,6 +316,25 @@ class BertTokenizer(keras.layers.Layer):
             for segment, length, limit in zip(segments, lengths, keep, strict=True)
         ]
 
+    def _pack(self, segments):
+        """`[CLS] a [SEP] (b [SEP])`, segment ids 0 then 1, padded to `sequence_length`.
+
+        Plain ragged concatenation: core TensorFlow ops only, which every
+        runtime loading a SavedModel has (keras-hub's MultiSegmentPacker
+        adds tensorflow-text's RoundRobinTrim, newer than TF Serving's).
+        """
+        rows = segments[0].nrows()
+        cls = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.cls_token_id))
+        sep = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.sep_token_id))
+        pieces, kinds = [cls], [tf.zeros_like(cls)]
+        for index, segment in enumerate(segments):
+            pieces += [segment, sep]
+            kinds += [tf.zeros_like(segment) + index, tf.zeros_like(sep) + index]
+        shape = [None, self.sequence_length]
+        token_ids = tf.concat(pieces, axis=1).to_tensor(self.pad_token_id, shape=shape)
+        segment_ids = tf.concat(kinds, axis=1).to_tensor(0, shape=shape)
+        return token_ids, segment_ids
+
     def call(self, texts, pairs=None):
         """Packs texts (and optional second segments) into model inputs.
 
@@ -347,10 +358,7 @@ class BertTokenizer(keras.layers.Layer):
                     f"{pairs.shape[1:] if pairs_scalar else pairs.shape}."
                 )
             segments.append(self._tokenize_words(pairs).merge_dims(1, 2))
-        token_ids, segment_ids = self._packer(tuple(self._truncate(segments)))
-        # (An empty batch comes back flat from the packer.)
-        token_ids = tf.reshape(token_ids, (-1, self.sequence_length))
-        segment_ids = tf.reshape(segment_ids, (-1, self.sequence_length))
+        token_ids, segment_ids = self._pack(self._truncate(segments))
         outputs = {
             "token_ids": token_ids,
             "segment_ids": segment_ids,

@@ -1,0 +1,46 @@
+import pytest
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from tfbert.export import check_ops, saved_model
+from tfbert.export.op_check import read_manifest
+from tfbert.models import BertBackbone, BertClassifier, TextClassifier
+from tfbert.text import BertTokenizer
+
+
+def test_the_manifest_is_tensorflow_2_12_with_its_text_ops():
+    ops = read_manifest("tf-serving")
+    assert len(ops) > 1500
+    assert {"FastWordpieceTokenizeWithOffsets", "RegexSplitWithOffsets", "MatMul"} <= ops
+    assert "TFText>RoundRobinTrim" not in ops  # added to tensorflow-text after 2.12
+
+
+def test_an_exported_text_classifier_runs_on_tf_serving_ops(tmp_path, vocabulary_file):
+    tokenizer = BertTokenizer(vocabulary_file, sequence_length=16)
+    backbone = BertBackbone.from_preset("bert_tiny", vocabulary_size=tokenizer.vocabulary_size)
+    model = TextClassifier(tokenizer, BertClassifier(backbone, 2), ["negative", "positive"])
+    path = saved_model(model, str(tmp_path / "model"), pairs=True)
+    needed = check_ops(path, "tf-serving")
+    # The tokenizer runs inside the graph: its tensorflow-text ops are there.
+    assert "FastWordpieceTokenizeWithOffsets" in needed
+
+
+def test_an_op_tf_serving_lacks_is_named(tmp_path):
+    class Trimmer(tf.Module):
+        @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)])
+        def trim(self, ids):
+            return tf_text.RoundRobinTrimmer(max_seq_length=4).trim([ids, ids])[0].flat_values
+
+    path = str(tmp_path / "trimmer")
+    module = Trimmer()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.trim})
+    with pytest.raises(
+        ValueError,
+        match=r"needs 1 op\(s\) that tf-serving does not register: "
+        r"\['TFText>RoundRobinTrim'\]",
+    ):
+        check_ops(path, "tf-serving")
+    with pytest.raises(ValueError, match="Unknown target 'tfserving'"):
+        check_ops(path, "tfserving")
+    with pytest.raises(ValueError, match="not a SavedModel folder"):
+        check_ops(str(tmp_path), "tf-serving")
