@@ -6,22 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfbert.export import run_saved_model, saved_model, verify_saved_model
-from tfbert.models import BertBackbone, BertClassifier, TextClassifier
-from tfbert.text import BertTokenizer, minilm_checkpoint_dir
-
-
-@pytest.fixture(scope="module")
-def sentiment(vocabulary_file):
-    """all-MiniLM-L6-v2 (real weights) with a two-class head, raw text in."""
-    backbone = BertBackbone.from_checkpoint(minilm_checkpoint_dir())
-    tokenizer = BertTokenizer(vocabulary_file, sequence_length=64)
-    classifier = BertClassifier(backbone, num_classes=2, pooling="mean")
-    return TextClassifier(tokenizer, classifier, label_names=["negative", "positive"])
-
-
-@pytest.fixture(scope="module")
-def texts(rotten_tomatoes):
-    return [text for text, _ in rotten_tomatoes[:6]]
+from tfbert.text import BertTokenizer
 
 
 def test_text_classifier_serves_raw_text_like_keras(tmp_path, sentiment, texts):
