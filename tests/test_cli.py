@@ -43,6 +43,31 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
     logits = pretrainer.predict(inputs, verbose=0)["mlm_logits"]
     assert logits.shape == (1, 1, tokenizer.vocabulary_size)
 
+    # The last step exports and verifies every artifact, and prints the table.
+    for artifact in ("saved_model/1", "model.onnx", "model.tflite"):
+        line = next(line for line in printed.splitlines() if line.split(" ")[0].endswith(artifact))
+        assert float(line.split()[-2]) < 1e-4, line  # max abs diff vs Keras
+    assert os.path.exists(tmp_path / run / "export" / "model.tflite.json")
+
+    # `tfbert export` does the same for any saved TextClassifier.
+    exported = tmp_path / run / "exported"
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / run / "sentiment.keras"),
+                "--output-dir",
+                str(exported),
+                "--format",
+                "onnx",
+                "--examples",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert os.listdir(exported) == ["model.onnx"]
+
     # A second run gets its own folder.
     assert _quickstart(tmp_path, epochs=1, max_steps=2) == 0
     assert len(os.listdir(tmp_path)) == 2

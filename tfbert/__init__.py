@@ -4,7 +4,9 @@ from tfbert.backend import require_tensorflow_backend
 
 require_tensorflow_backend()
 
-from tfbert import layers, models, text  # noqa: E402
+# training registers its schedules and optimizers, so that every saved
+# tfbert model loads after `import tfbert`.
+from tfbert import layers, models, text, training  # noqa: E402
 from tfbert.models import BertBackbone, BertPretrainer  # noqa: E402
 from tfbert.text import BertTokenizer  # noqa: E402
 
@@ -17,4 +19,5 @@ __all__ = [
     "layers",
     "models",
     "text",
+    "training",
 ]

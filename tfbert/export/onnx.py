@@ -5,7 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfbert.export.saved_model import TOKEN_INPUTS, _check, _outputs
+from tfbert.export.saved_model import TOKEN_INPUTS, _check, _outputs, float32_copy
 from tfbert.models import TextClassifier
 
 
@@ -44,6 +44,7 @@ def onnx(model, path: str, opset: int = 17, tokenizer=None, overwrite: bool = Fa
         tokenizer = tokenizer or model.tokenizer
         model = model.classifier
     _check(model, tokenizer)
+    model = float32_copy(model)
     if not path.endswith(".onnx"):
         raise ValueError(f"ONNX files end in .onnx; received {path!r}.")
     if os.path.exists(path) and not overwrite:

@@ -38,6 +38,37 @@ def _check(model, tokenizer):
             )
 
 
+def computes_in_low_precision(model) -> bool:
+    layers = model._flatten_layers(include_self=True, recursive=True)
+    return any(layer.dtype_policy.compute_dtype != "float32" for layer in layers)
+
+
+def float32_copy(model):
+    """`model` itself when it computes in float32, else a float32 copy with
+    the same weights (mixed-precision models keep float32 weights anyway).
+
+    Exports are float32: TF Serving on most CPUs, ONNX Runtime and LiteRT
+    run it best, and LiteRT makes its own float16/int8 versions from it.
+    """
+    if not computes_in_low_precision(model):
+        return model
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+                return "float32"
+            return {key: to_float32(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [to_float32(value) for value in node]
+        return node
+
+    config = to_float32(keras.saving.serialize_keras_object(model))
+    config.pop("compile_config", None)  # an export needs no optimizer
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _outputs(model, token_inputs, label_names):
     outputs = model(token_inputs, training=False)
     if not isinstance(outputs, dict):
@@ -69,6 +100,7 @@ def saved_model(
         serve_token_ids: `token_ids`, `segment_ids`, `padding_mask`, int32
             (batch, length), any batch size and length up to the model's
             `max_sequence_length`.
+    Mixed-precision models are exported in float32 (`float32_copy`).
     Outputs: a backbone gives `sequence_output` and `pooled_output`; a
     classifier `logits`, `probabilities`, `label` (and `label_name` with
     label names); other task models their named outputs.
@@ -91,6 +123,7 @@ def saved_model(
         label_names = label_names or model.label_names
         model = model.classifier
     _check(model, tokenizer)
+    model = float32_copy(model)
     if version is None:
         version = (_versions(export_dir) or [0])[-1] + 1
     if not isinstance(version, int) or version < 0:

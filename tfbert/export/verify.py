@@ -107,9 +107,10 @@ def verify_saved_model(
     imports only tensorflow and tensorflow_text calls `serving_default` on
     raw `texts` (with a tokenizer) at batch sizes 1 and len(texts), and
     `serve_token_ids` at two sequence `lengths`, and every float output must
-    match the Keras model within `atol`.
+    match the Keras model within `atol`. A mixed-precision model is
+    compared as the float32 copy that `saved_model` exports.
     """
-    from tfbert.export.saved_model import _outputs
+    from tfbert.export.saved_model import _outputs, float32_copy
     from tfbert.models import TextClassifier
 
     label_names = None
@@ -119,6 +120,7 @@ def verify_saved_model(
         model = model.classifier
     if tokenizer is None:
         raise ValueError("verify_saved_model needs the tokenizer that makes the token ids.")
+    model = float32_copy(model)
     texts = [str(text) for text in texts]
     requests, expected = [], []
     listing = saved_model_cli_show(path)
