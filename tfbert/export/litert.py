@@ -8,8 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfbert.export.saved_model import TOKEN_INPUTS, _check, _outputs, float32_copy
-from tfbert.models import TextClassifier
+from tfbert.export.saved_model import TOKEN_INPUTS, _outputs, prepare
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 
@@ -48,12 +47,7 @@ def litert(
         tokenizer: `BertTokenizer`; taken from a `TextClassifier`.
         label_names: optional class names for the metadata.
     """
-    if isinstance(model, TextClassifier):
-        tokenizer = tokenizer or model.tokenizer
-        label_names = label_names or model.label_names
-        model = model.classifier
-    _check(model, tokenizer)
-    model = float32_copy(model)
+    model, tokenizer, label_names = prepare(model, tokenizer, label_names)
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; use one of {QUANTIZATIONS}.")
     if quantization == "int8" and representative_data is None:

@@ -5,8 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfbert.export.saved_model import TOKEN_INPUTS, _check, _outputs, float32_copy
-from tfbert.models import TextClassifier
+from tfbert.export.saved_model import TOKEN_INPUTS, _outputs, prepare
 
 
 def _erfc_as_one_minus_erf(ctx, node, name, args):
@@ -40,11 +39,7 @@ def onnx(model, path: str, opset: int = 17, tokenizer=None, overwrite: bool = Fa
     """
     import tf2onnx
 
-    if isinstance(model, TextClassifier):
-        tokenizer = tokenizer or model.tokenizer
-        model = model.classifier
-    _check(model, tokenizer)
-    model = float32_copy(model)
+    model, tokenizer, _ = prepare(model, tokenizer)
     if not path.endswith(".onnx"):
         raise ValueError(f"ONNX files end in .onnx; received {path!r}.")
     if os.path.exists(path) and not overwrite:

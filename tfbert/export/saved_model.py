@@ -22,6 +22,18 @@ def _versions(export_dir: str) -> list[int]:
     return sorted(int(name) for name in os.listdir(export_dir) if name.isdigit())
 
 
+def prepare(model, tokenizer=None, label_names=None):
+    """What every exporter starts from: `(float32 model, tokenizer, label
+    names)`, a `TextClassifier` unwrapped into its parts, after checking that
+    the model is built and the tokenizer fits its vocabulary."""
+    if isinstance(model, TextClassifier):
+        tokenizer = tokenizer or model.tokenizer
+        label_names = label_names or model.label_names
+        model = model.classifier
+    _check(model, tokenizer)
+    return float32_copy(model), tokenizer, label_names
+
+
 def _check(model, tokenizer):
     if not model.built:
         raise ValueError(
@@ -118,12 +130,7 @@ def saved_model(
     Returns:
         The path of the written version folder.
     """
-    if isinstance(model, TextClassifier):
-        tokenizer = tokenizer or model.tokenizer
-        label_names = label_names or model.label_names
-        model = model.classifier
-    _check(model, tokenizer)
-    model = float32_copy(model)
+    model, tokenizer, label_names = prepare(model, tokenizer, label_names)
     if version is None:
         version = (_versions(export_dir) or [0])[-1] + 1
     if not isinstance(version, int) or version < 0:

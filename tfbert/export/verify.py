@@ -110,17 +110,11 @@ def verify_saved_model(
     match the Keras model within `atol`. A mixed-precision model is
     compared as the float32 copy that `saved_model` exports.
     """
-    from tfbert.export.saved_model import _outputs, float32_copy
-    from tfbert.models import TextClassifier
+    from tfbert.export.saved_model import _outputs, prepare
 
-    label_names = None
-    if isinstance(model, TextClassifier):
-        tokenizer = tokenizer or model.tokenizer
-        label_names = model.label_names
-        model = model.classifier
+    model, tokenizer, label_names = prepare(model, tokenizer)
     if tokenizer is None:
         raise ValueError("verify_saved_model needs the tokenizer that makes the token ids.")
-    model = float32_copy(model)
     texts = [str(text) for text in texts]
     requests, expected = [], []
     listing = saved_model_cli_show(path)

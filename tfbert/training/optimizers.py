@@ -76,6 +76,17 @@ def accumulation_arguments(learning_rate, gradient_accumulation_steps):
     return learning_rate, {"gradient_accumulation_steps": gradient_accumulation_steps}
 
 
+def _with_bert_settings(optimizer_class, learning_rate, gradient_accumulation_steps, **settings):
+    """`optimizer_class` built with `settings`, gradient accumulation and
+    BERT's weight-decay exclusions (LayerNorm, biases)."""
+    learning_rate, accumulation = accumulation_arguments(
+        learning_rate, gradient_accumulation_steps
+    )
+    optimizer = optimizer_class(learning_rate=learning_rate, **settings, **accumulation)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return optimizer
+
+
 def create_adamw(
     learning_rate,
     weight_decay: float = 0.01,
@@ -111,20 +122,16 @@ def create_adamw(
         )
     else:
         optimizer_class = keras.optimizers.AdamW
-    learning_rate, accumulation = accumulation_arguments(
-        learning_rate, gradient_accumulation_steps
-    )
-    optimizer = optimizer_class(
-        learning_rate=learning_rate,
+    return _with_bert_settings(
+        optimizer_class,
+        learning_rate,
+        gradient_accumulation_steps,
         weight_decay=weight_decay,
         beta_1=beta_1,
         beta_2=beta_2,
         epsilon=epsilon,
         global_clipnorm=global_clipnorm,
-        **accumulation,
     )
-    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
-    return optimizer
 
 
 def create_lamb(
@@ -143,17 +150,13 @@ def create_lamb(
     Example:
         optimizer = create_lamb(WarmupPolynomialDecay(2e-3, 1000, 10000))
     """
-    learning_rate, accumulation = accumulation_arguments(
-        learning_rate, gradient_accumulation_steps
-    )
-    optimizer = keras.optimizers.Lamb(
-        learning_rate=learning_rate,
+    return _with_bert_settings(
+        keras.optimizers.Lamb,
+        learning_rate,
+        gradient_accumulation_steps,
         weight_decay=weight_decay,
         beta_1=beta_1,
         beta_2=beta_2,
         epsilon=epsilon,
         global_clipnorm=global_clipnorm,
-        **accumulation,
     )
-    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
-    return optimizer
