@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from tfbert.export import litert, run_litert
+from tfbert.export import check_ops, litert, run_litert
 from tfbert.export.saved_model import _outputs
 from tfbert.models import BertBackbone, BertClassifier
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir
@@ -33,11 +33,12 @@ def tuned(vocabulary_file, rotten_tomatoes):
     )
     classifier.compile(optimizer=create_adamw(1e-4))
     classifier.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    return classifier, tokenizer, test_x, test_y
+    held_out_texts = [rotten_tomatoes[i][0] for i in held_out]
+    return classifier, tokenizer, test_x, test_y, x, held_out_texts
 
 
 def test_float32_litert_matches_keras(tmp_path, tuned):
-    classifier, tokenizer, test_x, _ = tuned
+    classifier, tokenizer, test_x = tuned[:3]
     path = litert(
         classifier,
         str(tmp_path / "model.tflite"),
@@ -60,15 +61,16 @@ def test_float32_litert_matches_keras(tmp_path, tuned):
 
 
 def test_quantized_models_agree_with_float_on_1000_held_out_sentences(tmp_path, tuned):
-    classifier, tokenizer, test_x, test_y = tuned
+    classifier, _, test_x, test_y, train_x, _ = tuned
     reference = _outputs(classifier, test_x, None)["label"].numpy()
     accuracy = float(np.mean(reference == test_y))
     assert accuracy > 0.70  # a trained model: agreement is not trivial
-    calibration = [{name: value[i : i + 1] for name, value in test_x.items()} for i in range(100)]
+    calibration = [{name: value[i : i + 1] for name, value in train_x.items()} for i in range(200)]
     float_size = os.path.getsize(
         litert(classifier, str(tmp_path / "float32.tflite"), sequence_length=LENGTH)
     )
-    required = {"float16": 0.99, "dynamic_int8": 0.97}
+    required = {"float16": 0.99, "dynamic_int8": 0.97, "int8": 0.97}
+    largest = {"float16": 0.55, "dynamic_int8": 0.3, "int8": 0.4}
     for quantization in ("float16", "dynamic_int8", "int8"):
         path = litert(
             classifier,
@@ -81,11 +83,63 @@ def test_quantized_models_agree_with_float_on_1000_held_out_sentences(tmp_path, 
         agreement = float(np.mean(labels == reference))
         print(f"{quantization}: {agreement:.3f} label agreement, {os.path.getsize(path)} bytes")
         assert len(labels) == 1000
-        # Full int8 (8-bit activations) keeps about 76% of the labels on this
-        # model, short of the 97% goal; it is built and runs, and the gap is
-        # documented. The other two must meet their floors.
-        assert agreement >= required.get(quantization, 0.5), f"{quantization}: {agreement:.3f}"
-        assert os.path.getsize(path) < float_size * (0.6 if quantization == "float16" else 0.35)
+        assert agreement >= required[quantization], f"{quantization}: {agreement:.3f}"
+        assert os.path.getsize(path) < float_size * largest[quantization]
+
+
+def test_int8_with_every_dense_layer_in_int8_loses_labels(tmp_path, tuned):
+    """Why "int8" keeps the feed-forward output projections float."""
+    classifier, _, test_x, _, train_x, _ = tuned
+    reference = _outputs(classifier, test_x, None)["label"].numpy()
+    calibration = [{name: value[i : i + 1] for name, value in train_x.items()} for i in range(200)]
+    path = litert(
+        classifier,
+        str(tmp_path / "all_int8.tflite"),
+        quantization="int8",
+        representative_data=calibration,
+        sequence_length=LENGTH,
+        float_layers=(),
+    )
+    agreement = float(np.mean(run_litert(path, test_x)["label"] == reference))
+    assert agreement < 0.96, agreement
+
+
+def test_tokenizer_inside_litert_takes_raw_text(tmp_path, tuned):
+    classifier, tokenizer, _, _, _, texts = tuned
+    path = litert(
+        classifier,
+        str(tmp_path / "text.tflite"),
+        include_tokenizer=True,
+        tokenizer=tokenizer,
+        sequence_length=LENGTH,
+        label_names=["negative", "positive"],
+    )
+    got = run_litert(path, texts[:200])
+    expected = _outputs(classifier, tokenizer(texts[:200]), None)
+    np.testing.assert_allclose(got["logits"], expected["logits"].numpy(), atol=1e-4)
+    metadata = json.loads(open(path + ".json").read())
+    assert metadata["inputs"] == {"text": {"dtype": "string", "shape": [1]}}
+    assert metadata["tokenizer_inside"] is True
+    assert metadata["custom_ops"] == ["FastBertNormalize", "FastWordpieceTokenizeWithOffsets"]
+    assert check_ops(path, "litert") == {
+        "FastBertNormalize": "tensorflow-text",
+        "FastWordpieceTokenizeWithOffsets": "tensorflow-text",
+    }
+
+    pairs = litert(
+        classifier,
+        str(tmp_path / "pairs.tflite"),
+        quantization="dynamic_int8",
+        include_tokenizer=True,
+        tokenizer=tokenizer,
+        sequence_length=LENGTH,
+        pairs=True,
+    )
+    questions, answers = texts[:50], texts[50:100]  # long pairs: both get truncated
+    got = run_litert(pairs, {"text": questions, "text_pair": answers})
+    expected = _outputs(classifier, tokenizer(questions, answers), None)
+    assert np.mean(got["label"] == expected["label"].numpy()) >= 0.96
+    np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=0.1)
 
 
 def test_bad_litert_requests_are_refused(tmp_path, tuned):
@@ -94,4 +148,25 @@ def test_bad_litert_requests_are_refused(tmp_path, tuned):
         litert(classifier, str(tmp_path / "m.tflite"), quantization="int8")
     with pytest.raises(ValueError, match="Unknown quantization 'int4'"):
         litert(classifier, str(tmp_path / "m.tflite"), quantization="int4")
+    with pytest.raises(ValueError, match="cannot calibrate through the tokenizer"):
+        litert(
+            classifier,
+            str(tmp_path / "m.tflite"),
+            quantization="int8",
+            representative_data=[],
+            include_tokenizer=True,
+            tokenizer=tuned[1],
+        )
+    with pytest.raises(ValueError, match="include_tokenizer=True needs the tokenizer"):
+        litert(classifier, str(tmp_path / "m.tflite"), include_tokenizer=True)
+    calibration = [{name: value[:1] for name, value in tuned[4].items()}]
+    with pytest.raises(ValueError, match="'ffn_out', which is no dense layer.*'output_dense'"):
+        litert(
+            classifier,
+            str(tmp_path / "m.tflite"),
+            quantization="int8",
+            representative_data=calibration,
+            sequence_length=LENGTH,
+            float_layers=("ffn_out",),
+        )
     assert not os.listdir(tmp_path)

@@ -1,5 +1,13 @@
 """Which ops an exported model needs, checked against what a runtime provides.
 
+Targets:
+- "tf-serving": a SavedModel's ops against those of TensorFlow 2.12 +
+  tensorflow-text 2.12.1, the text ops TF Serving bundles
+  (export/tf-serving-ops.txt).
+- "litert": a .tflite file's custom ops against those tensorflow-text's
+  LiteRT registrar runs (export/litert-tftext-ops.txt).
+- "onnx": a SavedModel's ops against those tf2onnx can convert at the opset.
+
 Manifests live in the repository's top-level `export/` folder, one op name
 per line, each with a header saying how it was made.
 """
@@ -8,58 +16,172 @@ import os
 
 from tensorflow.core.protobuf import saved_model_pb2
 
-TARGETS = ("tf-serving",)
+TARGETS = ("tf-serving", "litert", "onnx")
 MANIFEST_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "export")
-MANIFESTS = {"tf-serving": "tf-serving-ops.txt"}
+MANIFESTS = {"tf-serving": "tf-serving-ops.txt", "litert": "litert-tftext-ops.txt"}
+# Graph plumbing tf2onnx resolves itself (freezing, inlining), not op handlers.
+ONNX_PLUMBING = {
+    "Placeholder",
+    "Const",
+    "Identity",
+    "IdentityN",
+    "NoOp",
+    "VarHandleOp",
+    "ReadVariableOp",
+    "StatefulPartitionedCall",
+    "PartitionedCall",
+}
 
 
-def saved_model_ops(path: str) -> set[str]:
-    """Every op type in the graphs and functions of the SavedModel at `path`."""
+def _read_saved_model(path: str):
     proto_path = os.path.join(path, "saved_model.pb")
     if not os.path.isfile(proto_path):
         raise ValueError(f"{path} is not a SavedModel folder (no saved_model.pb).")
     proto = saved_model_pb2.SavedModel()
     with open(proto_path, "rb") as f:
         proto.ParseFromString(f.read())
+    return proto
+
+
+def saved_model_ops(path: str, signatures=None) -> set[str]:
+    """Op types the SavedModel at `path` needs: every op of its graphs and
+    functions (None, what loading it takes), or only those reachable from
+    the named signatures (what serving them takes)."""
+    proto = _read_saved_model(path)
     ops = set()
     for meta_graph in proto.meta_graphs:
         graph = meta_graph.graph_def
-        ops.update(node.op for node in graph.node)
-        for function in graph.library.function:
-            ops.update(node.op for node in function.node_def)
-    # Calls of the graph's own functions are not ops a runtime must register.
-    functions = {
-        function.signature.name
-        for meta_graph in proto.meta_graphs
-        for function in meta_graph.graph_def.library.function
-    }
-    return ops - functions
+        functions = {function.signature.name: function for function in graph.library.function}
+        if signatures is None:
+            ops.update(node.op for node in graph.node)
+            for function in functions.values():
+                ops.update(node.op for node in function.node_def)
+        else:
+            ops |= _reachable_ops(path, meta_graph, functions, signatures)
+        ops -= set(functions)
+    return ops
+
+
+def _reachable_ops(path, meta_graph, functions, signatures) -> set[str]:
+    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    pending = []
+    for signature in signatures:
+        if signature not in meta_graph.signature_def:
+            raise ValueError(
+                f"{path} has no signature {signature!r}; it has "
+                f"{sorted(meta_graph.signature_def)}."
+            )
+        outputs = meta_graph.signature_def[signature].outputs.values()
+        pending += [output.name.split(":")[0] for output in outputs]
+    ops, seen, called = set(), set(), []
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        ops.add(nodes[name].op)
+        pending += [source.lstrip("^").split(":")[0] for source in nodes[name].input]
+        called += _called_functions(nodes[name])
+    while called:
+        name = called.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in functions[name].node_def:
+            ops.add(node.op)
+            called += _called_functions(node)
+    return ops
+
+
+def signature_names(path: str) -> list[str]:
+    return sorted(
+        {name for graph in _read_saved_model(path).meta_graphs for name in graph.signature_def}
+    )
+
+
+def _called_functions(node) -> list[str]:
+    names = []
+    for value in node.attr.values():
+        if value.func.name:
+            names.append(value.func.name)
+        names += [function.name for function in value.list.func]
+    return names
 
 
 def read_manifest(target: str) -> set[str]:
-    if target not in MANIFESTS:
+    if target not in TARGETS:
         raise ValueError(f"Unknown target {target!r}; use one of {list(TARGETS)}.")
     path = os.path.join(MANIFEST_DIR, MANIFESTS[target])
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"The op manifest {path} is missing; it ships in the tfbert repository's "
-            "export/ folder (see export/make_tf_serving_manifest.py)."
+            "export/ folder (see the make_*_manifest.py scripts there)."
         )
     with open(path, encoding="utf-8") as f:
         return {line.strip() for line in f if line.strip() and not line.startswith("#")}
 
 
-def check_ops(artifact: str, target: str) -> set[str]:
-    """Raises when `artifact` needs an op that `target` does not register;
-    returns the ops it needs.
+def onnx_convertible_ops(opset: int = 17) -> set[str]:
+    """TensorFlow op types tf2onnx has a handler for at `opset` (tfbert's
+    Erfc handler included)."""
+    import tf2onnx.tfonnx  # noqa: F401  (registers every handler)
+    from tf2onnx.handler import tf_op
 
-    "tf-serving": the SavedModel's ops against those of TensorFlow 2.12 +
-    tensorflow-text 2.12.1, the text ops bundled with TF Serving (a newer
-    text op would fail to load there).
+    # tfbert.export.onnx passes its own Erfc handler to tf2onnx.
+    return set(tf_op.create_mapping(opset, None)) | ONNX_PLUMBING | {"Erfc"}
+
+
+def check_ops(artifact: str, target: str, signature: str | None = None, opset: int = 17):
+    """Raises when `artifact` needs an op that `target` cannot run, naming
+    the ops; otherwise returns what it needs.
+
+    Args:
+        artifact: a SavedModel folder ("tf-serving", "onnx") or a .tflite
+            file ("litert").
+        target: "tf-serving", "litert" or "onnx".
+        signature: for SavedModels, check only the ops this signature
+            reaches (e.g. "serve_token_ids"). None checks every op for
+            "tf-serving" (loading runs them all) and every signature's ops
+            for "onnx".
+        opset: for "onnx", the ONNX opset.
+
+    Returns:
+        "tf-serving" and "onnx": the set of ops the SavedModel needs.
+        "litert": {custom op: "tensorflow-text"} for every op the app must
+        register beyond LiteRT's builtins (empty for token-id models).
     """
-    available = read_manifest(target)
-    needed = saved_model_ops(artifact)
+    if target not in TARGETS:
+        raise ValueError(f"Unknown target {target!r}; use one of {list(TARGETS)}.")
+    if target == "litert":
+        from tfbert.export.litert import custom_ops
+
+        if not (artifact.endswith(".tflite") and os.path.isfile(artifact)):
+            raise ValueError(f"The 'litert' target checks a .tflite file; received {artifact!r}.")
+        with open(artifact, "rb") as f:
+            needed = custom_ops(f.read())
+        missing = sorted(needed - read_manifest(target))
+        if missing:
+            raise ValueError(
+                f"{artifact} needs {len(missing)} custom op(s) that neither LiteRT nor "
+                f"tensorflow-text's registrar provides: {missing}. Keep those ops out "
+                "of the model (e.g. tokenize in the app: include_tokenizer=False)."
+            )
+        return {op: "tensorflow-text" for op in sorted(needed)}
+
+    if target == "onnx":
+        signatures = [signature] if signature else signature_names(artifact)
+        signatures = [name for name in signatures if not name.startswith("__")]
+    else:
+        signatures = [signature] if signature else None
+    needed = saved_model_ops(artifact, signatures)
+    available = onnx_convertible_ops(opset) if target == "onnx" else read_manifest(target)
     missing = sorted(needed - available)
+    if missing and target == "onnx":
+        raise ValueError(
+            f"{artifact} needs {len(missing)} op(s) that tf2onnx cannot convert at opset "
+            f"{opset}: {missing}. String and tokenizer ops have no ONNX form: export "
+            "token ids in (tfbert.export.onnx; signature='serve_token_ids')."
+        )
     if missing:
         raise ValueError(
             f"{artifact} needs {len(missing)} op(s) that {target} does not register: "

@@ -69,6 +69,27 @@ def checkpoint_casing(directory: str, vocabulary: list[str]) -> tuple[bool, bool
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
+def kept_lengths(lengths, budget):
+    """How many tokens each of one or two segments keeps (element-wise over
+    length tensors) so that together they fit in `budget` tokens.
+
+    The shorter segment stays whole if it fits in half the budget;
+    otherwise both get half, the second one the odd token.
+    """
+    if len(lengths) == 1:
+        return [tf.minimum(lengths[0], budget)]
+    first, second = lengths
+    shorter = tf.minimum(first, second)
+    short_keep = tf.where(2 * shorter <= budget, shorter, budget // 2)
+    long_keep = budget - short_keep
+    fits = first + second <= budget
+    first_longer = first > second
+    return [
+        tf.where(fits, first, tf.where(first_longer, long_keep, short_keep)),
+        tf.where(fits, second, tf.where(first_longer, short_keep, long_keep)),
+    ]
+
+
 class BertTokenizer(keras.layers.Layer):
     """Raw strings to BERT inputs, in graph ops usable in tf.data and SavedModels.
 
@@ -294,23 +315,8 @@ class BertTokenizer(keras.layers.Layer):
 
     def _truncate(self, segments):
         """Trims segments to fit with their special tokens, longest first."""
-        budget = self.sequence_length - 1 - len(segments)
         lengths = [segment.row_lengths() for segment in segments]
-        if len(segments) == 1:
-            keep = [tf.minimum(lengths[0], budget)]
-        else:
-            first, second = lengths
-            shorter = tf.minimum(first, second)
-            # The shorter segment stays whole if it fits in half the budget;
-            # otherwise both get half, the second one the odd token.
-            short_keep = tf.where(2 * shorter <= budget, shorter, budget // 2)
-            long_keep = budget - short_keep
-            fits = first + second <= budget
-            first_longer = first > second
-            keep = [
-                tf.where(fits, first, tf.where(first_longer, long_keep, short_keep)),
-                tf.where(fits, second, tf.where(first_longer, short_keep, long_keep)),
-            ]
+        keep = kept_lengths(lengths, self.sequence_length - 1 - len(segments))
         return [
             tf.ragged.boolean_mask(segment, tf.ragged.range(length) < limit[:, None])
             for segment, length, limit in zip(segments, lengths, keep, strict=True)
