@@ -44,9 +44,10 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
     assert logits.shape == (1, 1, tokenizer.vocabulary_size)
 
     # The last step exports and verifies every artifact, and prints the table.
-    for artifact in ("saved_model/1", "model.onnx", "model.tflite"):
+    for artifact in ("model/1", "model.onnx", "model.tflite"):
         line = next(line for line in printed.splitlines() if line.split(" ")[0].endswith(artifact))
-        assert float(line.split()[-2]) < 1e-4, line  # max abs diff vs Keras
+        assert float(line.split()[-3]) < 1e-4, line  # max abs diff vs Keras
+        assert line.split()[-2] == "100.0%", line  # labels equal to Keras
     assert os.path.exists(tmp_path / run / "export" / "model.tflite.json")
 
     # `tfbert export` does the same for any saved TextClassifier.

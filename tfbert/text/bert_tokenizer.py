@@ -68,7 +68,6 @@ def checkpoint_casing(directory: str, vocabulary: list[str]) -> tuple[bool, bool
     return not cased, None
 
 
-@keras.saving.register_keras_serializable(package="tfbert")
 def kept_lengths(lengths, budget):
     """How many tokens each of one or two segments keeps (element-wise over
     length tensors) so that together they fit in `budget` tokens.
@@ -90,6 +89,7 @@ def kept_lengths(lengths, budget):
     ]
 
 
+@keras.saving.register_keras_serializable(package="tfbert")
 class BertTokenizer(keras.layers.Layer):
     """Raw strings to BERT inputs, in graph ops usable in tf.data and SavedModels.
 
