@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_tasks.py
 	$(PY) benchmarks/bench_scaling.py
+	$(PY) benchmarks/bench_inference.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -22,6 +22,12 @@ def test_text_classifier_serves_raw_text_like_keras(tmp_path, sentiment, texts):
     assert [name.decode() for name in outputs["label_name"].numpy()] == expected
     assert sorted(outputs) == ["label", "label_name", "logits", "probabilities"]
 
+    # Every weight is stored once (TF Serving loads all of them into memory).
+    weights = sum(weight.numpy().nbytes for weight in sentiment.classifier.weights)
+    folder = os.path.join(path, "variables")
+    stored = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+    assert weights < stored < 1.01 * weights
+
 
 def test_versions_count_up_and_are_never_overwritten(tmp_path, sentiment):
     export_dir = str(tmp_path / "sentiment")

@@ -143,8 +143,10 @@ def saved_model(
         )
     label_names = [str(name) for name in label_names] if label_names else None
 
+    # The model is not `track()`ed: the endpoints capture its variables, which
+    # add_endpoint tracks; tracking it too saves every weight twice (once as
+    # a Keras variable, once as the TensorFlow variable behind it).
     archive = keras.export.ExportArchive()
-    archive.track(model)
     token_signature = {
         name: tf.TensorSpec((None, None), tf.int32, name=name) for name in TOKEN_INPUTS
     }

@@ -105,7 +105,8 @@ def verify_saved_model(
 
     `saved_model_cli show --all` must succeed; then a fresh process that
     imports only tensorflow and tensorflow_text calls `serving_default` on
-    raw `texts` (with a tokenizer) at batch sizes 1 and len(texts), and
+    raw `texts` (paired with themselves reversed when it takes `text_pair`)
+    at batch sizes 1 and len(texts), and
     `serve_token_ids` at two sequence `lengths`, and every float output must
     match the Keras model within `atol`. A mixed-precision model is
     compared as the float32 copy that `saved_model` exports.
@@ -121,9 +122,14 @@ def verify_saved_model(
     for signature in ("serving_default", "serve_token_ids"):
         if f"signature_def['{signature}']" not in listing:
             raise AssertionError(f"{path} has no {signature!r} signature:\n{listing[:2000]}")
+    pairs = "['text_pair']" in listing
     for batch in ({"text": texts[:1]}, {"text": texts}):
+        if pairs:  # second segments: the same texts in reverse order
+            batch["text_pair"] = batch["text"][::-1]
         requests.append(("serving_default", batch))
-        expected.append(_outputs(model, tokenizer(batch["text"]), label_names))
+        expected.append(
+            _outputs(model, tokenizer(batch["text"], batch.get("text_pair")), label_names)
+        )
     config = tokenizer.get_config()
     for length in lengths:
         short = type(tokenizer).from_config({**config, "sequence_length": length})
