@@ -249,12 +249,22 @@ def _median_ms(call, repeats: int = 20) -> float:
 
 
 def export_artifacts(
-    model, output_dir: str, formats, texts, sequence_length: int = 128, model_name: str = "model"
+    model,
+    output_dir: str,
+    formats,
+    texts,
+    sequence_length: int = 128,
+    model_name: str = "model",
+    quantization: str | None = None,
+    include_tokenizer: bool = False,
+    calibration_texts=None,
 ):
     """Exports `model` (a TextClassifier) to each of `formats` (the
-    SavedModel into `output_dir/model_name/<version>`, TF Serving's layout),
-    verifies every artifact against it on `texts`, and returns table rows
-    (artifact, bytes, max abs diff, label agreement, batch-1 latency in ms)."""
+    SavedModel into `output_dir/model_name/<version>`, TF Serving's layout;
+    LiteRT with `quantization`, calibrated on `calibration_texts` for int8,
+    and `include_tokenizer`), verifies every artifact against it on `texts`,
+    and returns table rows (artifact, bytes, max abs diff, label agreement,
+    batch-1 latency in ms)."""
     import numpy as np
 
     from tfbert import export
@@ -301,25 +311,47 @@ def export_artifacts(
         ms = _median_ms(lambda: session.run(None, one))
         rows.append((path, os.path.getsize(path), diff, agreement(got["logits"]), ms))
     if "litert" in formats:
-        path = export.litert(
-            model, os.path.join(output_dir, "model.tflite"), sequence_length=sequence_length
+        lite_tokenizer = type(tokenizer).from_config(
+            {**tokenizer.get_config(), "sequence_length": sequence_length}
         )
-        lite_inputs = {
-            name: value.numpy()
-            for name, value in type(tokenizer)
-            .from_config({**tokenizer.get_config(), "sequence_length": sequence_length})(texts)
-            .items()
-        }
-        got = export.run_litert(path, lite_inputs)
+        calibration = None
+        if quantization == "int8":
+            ids = lite_tokenizer(list(calibration_texts or texts))
+            calibration = [
+                {name: value[i : i + 1].numpy() for name, value in ids.items()}
+                for i in range(len(ids["token_ids"]))
+            ]
+        path = export.litert(
+            model,
+            os.path.join(output_dir, "model.tflite"),
+            quantization=quantization,
+            representative_data=calibration,
+            include_tokenizer=include_tokenizer,
+            sequence_length=sequence_length,
+        )
+        lite_inputs = {name: value.numpy() for name, value in lite_tokenizer(texts).items()}
+        got = export.run_litert(path, list(texts) if include_tokenizer else lite_inputs)
         want = _outputs(classifier, lite_inputs, None)["logits"].numpy()
         diff = float(np.max(np.abs(got["logits"] - want)))
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import InterpreterWithCustomOps
 
-        runner = Interpreter(model_path=path).get_signature_runner()
-        first = {name: value[:1] for name, value in lite_inputs.items()}
+        runner = InterpreterWithCustomOps(
+            model_path=path,
+            custom_op_registerers=tf_text_registrars(),
+        ).get_signature_runner()
+        if include_tokenizer:
+            first = {"text": np.array(texts[:1], dtype=object)}
+        else:
+            first = {name: value[:1] for name, value in lite_inputs.items()}
         ms = _median_ms(lambda: runner(**first))
         rows.append((path, os.path.getsize(path), diff, agreement(got["logits"], want), ms))
     return rows
+
+
+def tf_text_registrars():
+    import tensorflow_text
+
+    return tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS
 
 
 def render_export_table(rows) -> str:
@@ -346,8 +378,23 @@ def export_command(args) -> int:
     model = keras.saving.load_model(args.model)
     formats = EXPORT_FORMATS if args.format == "all" else (args.format,)
     texts = [text for text, _ in movie_reviews("rotten_tomatoes")[: args.examples]]
+    calibration = None
+    if args.calibration_file:
+        with open(args.calibration_file, encoding="utf-8") as f:
+            calibration = [line.strip() for line in f if line.strip()]
+    elif args.quantization == "int8":
+        reviews = movie_reviews("rotten_tomatoes")
+        calibration = [text for text, _ in reviews[args.examples : args.examples + 200]]
     rows = export_artifacts(
-        model, args.output_dir, formats, texts, args.sequence_length, args.model_name
+        model,
+        args.output_dir,
+        formats,
+        texts,
+        args.sequence_length,
+        args.model_name,
+        quantization=None if args.quantization == "float32" else args.quantization,
+        include_tokenizer=args.include_tokenizer,
+        calibration_texts=calibration,
     )
     print(render_export_table(rows))
     return 0
@@ -428,6 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="SavedModel folder under --output-dir (TF Serving's model name)",
     )
     exporting.add_argument("--sequence-length", type=int, default=128, help="LiteRT input length")
+    exporting.add_argument(
+        "--quantization",
+        default="float32",
+        choices=["float32", "float16", "dynamic_int8", "int8"],
+        help="LiteRT weights (and, for int8, activations)",
+    )
+    exporting.add_argument(
+        "--calibration-file",
+        help="int8: text file, one training text per line (default: 200 Rotten Tomatoes "
+        "sentences)",
+    )
+    exporting.add_argument(
+        "--include-tokenizer",
+        action="store_true",
+        help="LiteRT takes raw text (the app registers tensorflow-text's LiteRT ops)",
+    )
     exporting.add_argument(
         "--examples", type=int, default=8, help="Rotten Tomatoes sentences to verify on"
     )

@@ -56,6 +56,8 @@ def test_float32_litert_matches_keras(tmp_path, tuned):
     assert metadata["inputs"]["token_ids"] == {"dtype": "int32", "shape": [1, LENGTH]}
     assert metadata["outputs"] == ["label", "logits", "probabilities"]
     assert metadata["label_names"] == ["negative", "positive"]
+    assert metadata["label_file"] == "model.labels.txt"
+    assert (tmp_path / "model.labels.txt").read_text() == "negative\npositive\n"
     vocabulary = open(tmp_path / metadata["vocabulary"]).read().split("\n")
     assert vocabulary[: len(tokenizer.vocabulary)] == list(tokenizer.vocabulary)
 

@@ -51,8 +51,8 @@ def litert(
     (1, sequence_length); with `include_tokenizer`, a string `text` of shape
     (1,) (and `text_pair` with `pairs`). Beside the model, `<path>.json`
     holds what a mobile app needs: input and output names and shapes, label
-    names, casing, the vocabulary file (`vocab.txt`, written next to it) and
-    the custom ops to register.
+    names and the label file (`<name>.labels.txt`, one per line), casing, the
+    vocabulary file (`vocab.txt`) and the custom ops to register.
 
     Args:
         model: a built tfbert backbone, `BertClassifier` or `TextClassifier`.
@@ -169,6 +169,13 @@ def litert(
         "custom_ops": custom,
         "vocabulary": None,
     }
+    if label_names:
+        # One class name per line, line i for label i: what Android's and
+        # iOS' text-classification samples read.
+        labels = path[: -len(".tflite")] + ".labels.txt"
+        with open(labels, "w", encoding="utf-8") as f:
+            f.write("\n".join(str(name) for name in label_names) + "\n")
+        metadata["label_file"] = os.path.basename(labels)
     if tokenizer is not None:
         vocabulary = os.path.join(folder, "vocab.txt")
         if not os.path.exists(vocabulary):
