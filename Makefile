@@ -26,8 +26,8 @@ quickstart: $(STAMP)
 	$(VENV)/bin/tfbert quickstart
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check tfbert tests benchmarks
-	$(VENV)/bin/ruff format --check tfbert tests benchmarks
+	$(VENV)/bin/ruff check tfbert tests benchmarks export serving
+	$(VENV)/bin/ruff format --check tfbert tests benchmarks export serving
 
 test: lint
 	$(PY) -m pytest -x -q tests

@@ -191,3 +191,19 @@ def test_client_arguments_are_checked():
         Client("m", rest_url="localhost:8501")
     with pytest.raises(ValueError, match="`version` or `version_label`, not both"):
         Client("m", rest_url="http://h:8501", version=1, version_label="stable")
+
+
+def test_the_serving_example_labels_texts(served, capsys):
+    import importlib.util
+    import os
+
+    model, texts, _, rest_url, grpc_address = served
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "serving", "examples", "predict.py")
+    spec = importlib.util.spec_from_file_location("predict_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    expected = model.predict_labels(texts[:2])
+    for where in (["--rest-url", rest_url], ["--grpc-address", grpc_address]):
+        assert example.main([*where, texts[0], texts[1]]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split()[0] for line in lines] == expected
