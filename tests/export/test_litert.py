@@ -172,3 +172,7 @@ def test_bad_litert_requests_are_refused(tmp_path, tuned):
             float_layers=("ffn_out",),
         )
     assert not os.listdir(tmp_path)
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n")  # another model's vocabulary
+    with pytest.raises(FileExistsError, match="holds another vocabulary"):
+        litert(classifier, str(tmp_path / "m.tflite"), tokenizer=tuned[1])
+    assert os.listdir(tmp_path) == ["vocab.txt"]

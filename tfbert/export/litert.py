@@ -107,6 +107,17 @@ def litert(
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path.")
 
+    folder = os.path.dirname(os.path.abspath(path))
+    vocabulary_file = os.path.join(folder, "vocab.txt")
+    vocabulary_text = "\n".join(tokenizer.vocabulary) + "\n" if tokenizer else None
+    if tokenizer is not None and os.path.exists(vocabulary_file):
+        with open(vocabulary_file, encoding="utf-8") as f:
+            if f.read() != vocabulary_text:
+                raise FileExistsError(
+                    f"{vocabulary_file} holds another vocabulary than this model's "
+                    "tokenizer; export to another folder (each folder has one vocab.txt)."
+                )
+
     if include_tokenizer:
         pack = mobile_tokenizer(tokenizer, sequence_length)
         names = ("text", "text_pair") if pairs else ("text",)
@@ -149,7 +160,6 @@ def litert(
         output_names = sorted(signatures["serving_default"].structured_outputs)
     custom = sorted(custom_ops(flatbuffer))
 
-    folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     staged = os.path.join(folder, f".staged-{os.getpid()}-{os.path.basename(path)}")
     with open(staged, "wb") as f:
@@ -177,10 +187,9 @@ def litert(
             f.write("\n".join(str(name) for name in label_names) + "\n")
         metadata["label_file"] = os.path.basename(labels)
     if tokenizer is not None:
-        vocabulary = os.path.join(folder, "vocab.txt")
-        if not os.path.exists(vocabulary):
-            with open(vocabulary, "w", encoding="utf-8") as f:
-                f.write("\n".join(tokenizer.vocabulary) + "\n")
+        if not os.path.exists(vocabulary_file):
+            with open(vocabulary_file, "w", encoding="utf-8") as f:
+                f.write(vocabulary_text)
         metadata["vocabulary"] = "vocab.txt"
         metadata["lowercase"] = tokenizer.lowercase
     with open(path + ".json", "w", encoding="utf-8") as f:
