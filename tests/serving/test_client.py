@@ -2,6 +2,7 @@
 (TF Serving itself cannot run on these machines: tf_serving_double.py)."""
 
 import json
+import os
 import time
 
 import numpy as np
@@ -195,7 +196,6 @@ def test_client_arguments_are_checked():
 
 def test_the_serving_example_labels_texts(served, capsys):
     import importlib.util
-    import os
 
     model, texts, _, rest_url, grpc_address = served
     path = os.path.join(os.path.dirname(__file__), "..", "..", "serving", "examples", "predict.py")
@@ -207,3 +207,19 @@ def test_the_serving_example_labels_texts(served, capsys):
         assert example.main([*where, texts[0], texts[1]]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert [line.split()[0] for line in lines] == expected
+
+
+def test_a_single_output_comes_back_under_its_name(served):
+    from tfbert.models import BertTokenClassifier
+
+    model, texts, double, rest_url, grpc_address = served
+    tagger = BertTokenClassifier(model.classifier.backbone, num_labels=3)
+    saved_model(tagger, os.path.join(double.base_path, "tagger"), tokenizer=model.tokenizer)
+    expected = np.asarray(tagger(model.tokenizer(texts[:2]), training=False))
+    for client in (
+        Client("tagger", rest_url=rest_url),
+        Client("tagger", grpc_address=grpc_address),
+    ):
+        outputs = client.predict({"text": texts[:2]})
+        assert list(outputs) == ["logits"]
+        np.testing.assert_allclose(outputs["logits"], expected, atol=1e-5)

@@ -221,7 +221,8 @@ class TFServingDouble:
             _, outputs = self.run(name, version, match["label"], signature, inputs)
             values = {key: _to_json(value) for key, value in outputs.items()}
             if "inputs" in body:
-                return {"outputs": values}
+                # One output comes back without its name, as TF Serving does.
+                return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
             rows = zip(*values.values(), strict=True)
             return {"predictions": [dict(zip(values, row, strict=True)) for row in rows]}
         if method != "GET":

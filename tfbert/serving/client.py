@@ -102,8 +102,11 @@ class Client:
             }
             reply = self._rest("POST", ":predict", body)
             outputs = reply["outputs"]
-            if not isinstance(outputs, dict):  # one output comes back bare
-                outputs = {"output": outputs}
+            if not isinstance(outputs, dict):  # a single output comes back bare
+                if self._signatures is None:
+                    self._signatures = self._metadata()
+                names = list(self._signatures.get(signature, {}).get("outputs", {"output": 0}))
+                outputs = {names[0]: outputs}
             return {name: np.asarray(value) for name, value in outputs.items()}
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
