@@ -117,8 +117,6 @@ def main():
 
     add("ONNX Runtime", folder_size(onnx_path), run_onnx, run_onnx(inputs))
 
-    from ai_edge_litert.interpreter import Interpreter
-
     representative = [{k: v[i : i + 1] for k, v in calibration.items()} for i in range(200)]
     for quantization in (None, "float16", "dynamic_int8", "int8"):
         path = export.litert(
@@ -128,7 +126,7 @@ def main():
             representative_data=representative,
             sequence_length=LENGTH,
         )
-        runner = Interpreter(model_path=path, num_threads=args.threads).get_signature_runner()
+        runner = export.litert_interpreter(path, args.threads).get_signature_runner()
 
         def run_lite(batch, runner=runner):
             count = len(batch["token_ids"])

@@ -70,7 +70,7 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
         == 0
     )
     assert os.listdir(exported) == ["model.onnx"]
-    # A phone model with the tokenizer inside, int8-quantized.
+    # A phone model with the tokenizer inside: int8 is refused, dynamic_int8 verified.
     mobile = tmp_path / run / "mobile"
     argv = ["export", str(tmp_path / run / "sentiment.keras"), "--output-dir", str(mobile)]
     argv += ["--format", "litert", "--quantization", "int8", "--include-tokenizer"]

@@ -333,12 +333,7 @@ def export_artifacts(
         got = export.run_litert(path, list(texts) if include_tokenizer else lite_inputs)
         want = _outputs(classifier, lite_inputs, None)["logits"].numpy()
         diff = float(np.max(np.abs(got["logits"] - want)))
-        from ai_edge_litert.interpreter import InterpreterWithCustomOps
-
-        runner = InterpreterWithCustomOps(
-            model_path=path,
-            custom_op_registerers=tf_text_registrars(),
-        ).get_signature_runner()
+        runner = export.litert_interpreter(path).get_signature_runner()
         if include_tokenizer:
             first = {"text": np.array(texts[:1], dtype=object)}
         else:
@@ -346,12 +341,6 @@ def export_artifacts(
         ms = _median_ms(lambda: runner(**first))
         rows.append((path, os.path.getsize(path), diff, agreement(got["logits"], want), ms))
     return rows
-
-
-def tf_text_registrars():
-    import tensorflow_text
-
-    return tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS
 
 
 def render_export_table(rows) -> str:

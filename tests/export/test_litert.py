@@ -37,6 +37,13 @@ def tuned(vocabulary_file, rotten_tomatoes):
     return classifier, tokenizer, test_x, test_y, x, held_out_texts
 
 
+@pytest.fixture(scope="module")
+def calibration(tuned):
+    """200 tokenized training sentences, one per dict, for int8 calibration."""
+    train_x = tuned[4]
+    return [{name: value[i : i + 1] for name, value in train_x.items()} for i in range(200)]
+
+
 def test_float32_litert_matches_keras(tmp_path, tuned):
     classifier, tokenizer, test_x = tuned[:3]
     path = litert(
@@ -62,12 +69,13 @@ def test_float32_litert_matches_keras(tmp_path, tuned):
     assert vocabulary[: len(tokenizer.vocabulary)] == list(tokenizer.vocabulary)
 
 
-def test_quantized_models_agree_with_float_on_1000_held_out_sentences(tmp_path, tuned):
-    classifier, _, test_x, test_y, train_x, _ = tuned
+def test_quantized_models_agree_with_float_on_1000_held_out_sentences(
+    tmp_path, tuned, calibration
+):
+    classifier, _, test_x, test_y, _, _ = tuned
     reference = _outputs(classifier, test_x, None)["label"].numpy()
     accuracy = float(np.mean(reference == test_y))
     assert accuracy > 0.70  # a trained model: agreement is not trivial
-    calibration = [{name: value[i : i + 1] for name, value in train_x.items()} for i in range(200)]
     float_size = os.path.getsize(
         litert(classifier, str(tmp_path / "float32.tflite"), sequence_length=LENGTH)
     )
@@ -89,11 +97,10 @@ def test_quantized_models_agree_with_float_on_1000_held_out_sentences(tmp_path, 
         assert os.path.getsize(path) < float_size * largest[quantization]
 
 
-def test_int8_with_every_dense_layer_in_int8_loses_labels(tmp_path, tuned):
+def test_int8_with_every_dense_layer_in_int8_loses_labels(tmp_path, tuned, calibration):
     """Why "int8" keeps the feed-forward output projections float."""
-    classifier, _, test_x, _, train_x, _ = tuned
+    classifier, _, test_x, _, _, _ = tuned
     reference = _outputs(classifier, test_x, None)["label"].numpy()
-    calibration = [{name: value[i : i + 1] for name, value in train_x.items()} for i in range(200)]
     path = litert(
         classifier,
         str(tmp_path / "all_int8.tflite"),
@@ -161,13 +168,13 @@ def test_bad_litert_requests_are_refused(tmp_path, tuned):
         )
     with pytest.raises(ValueError, match="include_tokenizer=True needs the tokenizer"):
         litert(classifier, str(tmp_path / "m.tflite"), include_tokenizer=True)
-    calibration = [{name: value[:1] for name, value in tuned[4].items()}]
+    one_example = [{name: value[:1] for name, value in tuned[4].items()}]
     with pytest.raises(ValueError, match="'ffn_out', which is no dense layer.*'output_dense'"):
         litert(
             classifier,
             str(tmp_path / "m.tflite"),
             quantization="int8",
-            representative_data=calibration,
+            representative_data=one_example,
             sequence_length=LENGTH,
             float_layers=("ffn_out",),
         )

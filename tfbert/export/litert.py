@@ -310,6 +310,19 @@ def _mixed_int8(converter, float_layers) -> bytes:
     return debugger.get_nondebug_quantized_model()
 
 
+def interpreter(path: str, num_threads: int | None = None):
+    """ai_edge_litert's interpreter for the `.tflite` file at `path`, with
+    tensorflow-text's LiteRT ops registered (needed when the tokenizer is
+    inside, harmless otherwise)."""
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps
+
+    return InterpreterWithCustomOps(
+        model_path=path,
+        custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS,
+        num_threads=num_threads,
+    )
+
+
 def run_litert(path: str, inputs) -> dict:
     """Outputs of the `.tflite` model at `path` for a batch, one example at a
     time, with ai_edge_litert's interpreter (tensorflow-text's ops registered
@@ -320,12 +333,7 @@ def run_litert(path: str, inputs) -> dict:
             tokenizer inside, a list of N strings or {"text": [...],
             "text_pair": [...]}.
     """
-    from ai_edge_litert.interpreter import InterpreterWithCustomOps
-
-    interpreter = InterpreterWithCustomOps(
-        model_path=path, custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS
-    )
-    runner = interpreter.get_signature_runner()
+    runner = interpreter(path).get_signature_runner()
     if isinstance(inputs, list | tuple):
         inputs = {"text": inputs}
     expected = set(runner.get_input_details())
