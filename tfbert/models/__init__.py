@@ -9,6 +9,7 @@ from tfbert.models.bert import (
     BertTokenClassifier,
     TextClassifier,
 )
+from tfbert.models.distributed_trainer import DistributedTrainer
 
 __all__ = [
     "BERT_PRESETS",
@@ -17,5 +18,6 @@ __all__ = [
     "BertPretrainer",
     "BertQuestionAnswerer",
     "BertTokenClassifier",
+    "DistributedTrainer",
     "TextClassifier",
 ]

@@ -8,7 +8,7 @@ from tfbert.training.callbacks import (
     skip_epochs,
     training_callbacks,
 )
-from tfbert.training.distributed_fit import enable_distributed_fit, is_chief
+from tfbert.training.distributed_fit import DistributedOptimizer, is_chief
 from tfbert.training.learning_rate_schedule import (
     PerUpdateSchedule,
     WarmupInverseSqrtDecay,
@@ -16,6 +16,9 @@ from tfbert.training.learning_rate_schedule import (
 )
 from tfbert.training.optimizers import (
     NO_WEIGHT_DECAY,
+    SGD,
+    AdamW,
+    Lamb,
     LayerwiseAdamW,
     create_adamw,
     create_lamb,
@@ -35,10 +38,12 @@ from tfbert.training.strategy import (
     strategy_precision,
 )
 
-enable_distributed_fit()  # see tfbert/training/distributed_fit.py
-
 __all__ = [
+    "AdamW",
     "AtomicModelCheckpoint",
+    "DistributedOptimizer",
+    "Lamb",
+    "SGD",
     "LayerwiseAdamW",
     "NO_WEIGHT_DECAY",
     "PerUpdateSchedule",
@@ -52,7 +57,6 @@ __all__ = [
     "cpu_supports_bfloat16",
     "create_adamw",
     "create_lamb",
-    "enable_distributed_fit",
     "global_batch_size",
     "is_chief",
     "is_tpu_strategy",

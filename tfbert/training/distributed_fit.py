@@ -1,119 +1,79 @@
-"""Keras 3's `fit` under `tf.distribute`, made to work and to train as one device does.
+"""Keras optimizers that train under several replicas as they do on one device.
 
-Keras 3.15's TensorFlow trainer fails under `MultiWorkerMirroredStrategy`
-(keras-team/keras#20585) in two places (1, 2), and its optimizers go wrong
-under every multi-replica strategy (3, 4); `enable_distributed_fit` fixes all
-four (the tests in tests/training/test_distributed_training.py compare each
-against one device):
+Keras 3.15's optimizers go wrong under every multi-replica strategy in two
+ways; `DistributedOptimizer`, a base of tfbert's `AdamW`, `Lamb` and `SGD`
+(what `create_adamw`, `create_lamb` and `pretrain` build), overrides the two
+methods involved, on tfbert's classes only and only with several replicas in
+sync; on one replica Keras' own code runs unchanged and nothing of Keras is
+replaced (a plain Keras optimizer in the same program is untouched):
 
-1. Before the first step, `_maybe_symbolic_build` averages the first input
-   batch across replicas with `strategy.reduce("MEAN", ...)` just to learn
-   its shapes; with several workers that reduction cannot take the
-   `PerReplica` batch (`ValueError: Attempt to convert a value (PerReplica...`).
-   One local replica's batch has the same shapes and needs no communication.
-2. After every step, `reduce_per_replica` averages each replica's logs with
-   `strategy.reduce("MEAN", value, axis=0)`: a reduction *along* axis 0,
-   which fails on the scalar loss and metrics (rank error) and is the wrong
-   operation anyway. The element-wise mean across replicas (`axis=None`) is
-   what the single-machine path computes.
-3. Gradient accumulation (`gradient_accumulation_steps`) fails under
-   MirroredStrategy: Keras sums the replicas' gradients and updates the
-   variables inside a conditional (update or accumulate), where replicas
+1. Clipping (`global_clipnorm`, `clipnorm`, `clipvalue`) happens before the
+   replicas' gradients are summed, so each replica clips its own share: with
+   R replicas a global norm of 1.0 acts like R. Here the replicas first sum
+   their gradients, clip the sum, and hand each replica 1/R of it to Keras'
+   own sum, which restores the clipped total.
+2. Gradient accumulation (`gradient_accumulation_steps`) fails: Keras updates
+   the variables or the accumulators inside a conditional, where replicas
    cannot synchronise ("`merge_call` called while defining a new graph").
    Here the replicas sum their gradients first, in replica context, and the
    conditional runs in cross-replica context on the summed values.
-4. Optimizers clip gradients (`global_clipnorm`, `clipnorm`, `clipvalue`)
-   before the replicas' gradients are summed, so each replica clips its own
-   share: with R replicas a global norm of 1.0 acts like R. Here the
-   replicas first sum their gradients, clip the sum, and hand each replica
-   1/R of it to Keras' own sum, which restores the clipped total.
 
-Epoch logs are read from the metrics' variables, which Keras creates
-synchronized on read with sum aggregation, so they are global averages over
-all workers' examples. The patch is idempotent, changes nothing on one
-device, and is applied when `tfbert.training` is imported.
+The trainer half (multi-worker `fit`) is `tfbert.models.DistributedTrainer`.
+Both lean on Keras internals of the tested versions, which
+`check_keras_version` enforces where they are used.
 """
 
-import functools
-
 import tensorflow as tf
-from keras import tree
-from keras.src.backend.tensorflow import optimizer as tf_optimizer
-from keras.src.backend.tensorflow import trainer as tf_trainer
 
-_PATCHED = "_tfbert_distributed_fit"
+from tfbert.models.distributed_trainer import check_keras_version
 
 
-def _local_batch(strategy, batch):
-    def first_local(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    return tree.map_structure(first_local, batch)
-
-
-def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    strategy = self._distribute_strategy
-    if strategy is None:
-        return
-    if iterator is not None:
-        for _, _, distributed_iterator in iterator:
-            data_batch = _local_batch(strategy, next(distributed_iterator))
-            break
-    with strategy.scope():
-        self._symbolic_build(data_batch=data_batch)
-
-
-def _fixed_reduce_per_replica(original):
-    @functools.wraps(original)
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
-            strategy
-        ):
-            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original(values, strategy, reduction)
-
-    setattr(reduce_per_replica, _PATCHED, True)
-    return reduce_per_replica
-
-
-def _replica_count():
+def _replicas():
+    """(replica context, replicas in sync); (None, 1) outside `strategy.run`."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return context, 1
     return context, context.num_replicas_in_sync
 
 
-def _clip_after_sum(original):
-    @functools.wraps(original)
+class DistributedOptimizer:
+    """Mixin for a Keras optimizer: clipping acts on the gradient summed over
+    replicas, and gradient accumulation works under several replicas (see
+    this module's docstring). Put it first among the bases.
+
+    Example:
+        class Adam(DistributedOptimizer, keras.optimizers.Adam):
+            pass
+    """
+
+    # Read by tfbert's models, which warn about optimizers without it.
+    sums_over_replicas = True
+
     def _clip_gradients(self, grads):
-        context, replicas = _replica_count()
-        if not (self.global_clipnorm or self.clipnorm or self.clipvalue) or replicas == 1:
-            return original(self, grads)
+        context, replicas = _replicas()
+        if replicas == 1 or not (self.global_clipnorm or self.clipnorm or self.clipvalue):
+            return super()._clip_gradients(grads)
+        check_keras_version("Clipping across replicas (DistributedOptimizer)")
         present = [g for g in grads if g is not None]
         total = iter(context.all_reduce("SUM", present))
         summed = [None if g is None else next(total) for g in grads]
         share = 1.0 / replicas
-        return [None if g is None else g * share for g in original(self, summed)]
+        return [None if g is None else g * share for g in super()._clip_gradients(summed)]
 
-    return _clip_gradients
-
-
-def _accumulate_across_replicas(original, original_clip):
-    @functools.wraps(original)
     def _backend_apply_gradients(self, grads, trainable_variables):
-        context, replicas = _replica_count()
-        if not self.gradient_accumulation_steps or replicas == 1 or self.use_ema:
-            return original(self, grads, trainable_variables)
+        context, replicas = _replicas()
+        if replicas == 1 or not self.gradient_accumulation_steps or self.use_ema:
+            return super()._backend_apply_gradients(grads, trainable_variables)
+        check_keras_version("Gradient accumulation across replicas (DistributedOptimizer)")
         steps = self.gradient_accumulation_steps
         accumulators = [
             self._accumulated_gradients[self._get_variable_index(v)] for v in trainable_variables
         ]
-        # Global sums, identical on every replica; then the update's average.
+        # Global sums, identical on every replica; then the update's average,
+        # clipped as a whole (Keras' clipping on the already summed values).
         summed = context.all_reduce("SUM", list(grads))
         averaged = [(g + a.value) / steps for g, a in zip(summed, accumulators, strict=True)]
-        averaged = original_clip(self, averaged)
+        averaged = super()._clip_gradients(averaged)
         variables = [v.value if hasattr(v, "value") else v for v in trainable_variables]
 
         def cross_replica(distribution, summed, averaged):
@@ -150,22 +110,6 @@ def _accumulate_across_replicas(original, original_clip):
             tf.cond((self._iterations + 1) % steps == 0, update, accumulate)
 
         context.merge_call(cross_replica, args=(summed, averaged))
-
-    return _backend_apply_gradients
-
-
-def enable_distributed_fit() -> None:
-    """Makes Keras `fit`/`evaluate`/`predict` work under MultiWorkerMirroredStrategy
-    and gradient clipping act on the global gradient under every strategy."""
-    if getattr(tf_trainer.reduce_per_replica, _PATCHED, False):
-        return
-    tf_trainer.reduce_per_replica = _fixed_reduce_per_replica(tf_trainer.reduce_per_replica)
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    clip = tf_optimizer.TFOptimizer._clip_gradients
-    tf_optimizer.TFOptimizer._clip_gradients = _clip_after_sum(clip)
-    tf_optimizer.TFOptimizer._backend_apply_gradients = _accumulate_across_replicas(
-        tf_optimizer.TFOptimizer._backend_apply_gradients, clip
-    )
 
 
 def is_chief(strategy=None) -> bool:

@@ -4,6 +4,7 @@ import re
 
 import keras
 
+from tfbert.training.distributed_fit import DistributedOptimizer
 from tfbert.training.learning_rate_schedule import PerUpdateSchedule
 
 # Variables that get no weight decay: LayerNorm scale/offset and every bias.
@@ -26,7 +27,23 @@ def layerwise_multiplier(path: str, num_layers: int, decay: float) -> float:
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class LayerwiseAdamW(keras.optimizers.AdamW):
+class AdamW(DistributedOptimizer, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` that clips and accumulates gradients over all
+    replicas as one device would (`DistributedOptimizer`); same arguments."""
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class Lamb(DistributedOptimizer, keras.optimizers.Lamb):
+    """`keras.optimizers.Lamb` with `DistributedOptimizer`'s fixes; same arguments."""
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class SGD(DistributedOptimizer, keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with `DistributedOptimizer`'s fixes; same arguments."""
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class LayerwiseAdamW(AdamW):
     """AdamW whose step size shrinks layer by layer towards the embeddings.
 
     Args:
@@ -97,7 +114,7 @@ def create_adamw(
     layerwise_decay: float | None = None,
     num_layers: int | None = None,
     gradient_accumulation_steps: int | None = None,
-) -> keras.optimizers.AdamW:
+) -> AdamW:
     """AdamW with BERT's settings and weight-decay exclusions (LayerNorm, biases).
 
     Args:
@@ -112,7 +129,7 @@ def create_adamw(
         gradient_accumulation_steps: int or None. Average the gradients of
             this many batches per update: batch B with N steps trains like
             batch N*B (clipping applies to the average), on one device or
-            many (see tfbert/training/distributed_fit.py).
+            many (`DistributedOptimizer`).
     """
     if layerwise_decay is not None:
         if num_layers is None:
@@ -121,7 +138,7 @@ def create_adamw(
             num_layers, layerwise_decay, **kwargs
         )
     else:
-        optimizer_class = keras.optimizers.AdamW
+        optimizer_class = AdamW
     return _with_bert_settings(
         optimizer_class,
         learning_rate,
@@ -142,16 +159,17 @@ def create_lamb(
     epsilon: float = 1e-6,
     global_clipnorm: float | None = 1.0,
     gradient_accumulation_steps: int | None = None,
-) -> keras.optimizers.Lamb:
+) -> Lamb:
     """LAMB (You et al., 2019) for large batches, with BERT's weight-decay
-    exclusions; `keras.optimizers.Lamb` underneath (decoupled weight decay,
-    trust ratio on every variable). Arguments as in `create_adamw`.
+    exclusions: tfbert's `Lamb`, which is `keras.optimizers.Lamb` (decoupled
+    weight decay, trust ratio on every variable) with `DistributedOptimizer`'s
+    fixes. Arguments as in `create_adamw`.
 
     Example:
         optimizer = create_lamb(WarmupPolynomialDecay(2e-3, 1000, 10000))
     """
     return _with_bert_settings(
-        keras.optimizers.Lamb,
+        Lamb,
         learning_rate,
         gradient_accumulation_steps,
         weight_decay=weight_decay,

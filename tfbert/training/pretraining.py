@@ -25,7 +25,7 @@ from tfbert.training.learning_rate_schedule import (
     WarmupInverseSqrtDecay,
     WarmupPolynomialDecay,
 )
-from tfbert.training.optimizers import accumulation_arguments, create_adamw, create_lamb
+from tfbert.training.optimizers import SGD, accumulation_arguments, create_adamw, create_lamb
 from tfbert.training.strategy import (
     check_dataset,
     compile_options,
@@ -152,9 +152,7 @@ def _optimizer(config, learning_rate):
         learning_rate, accumulation = accumulation_arguments(
             learning_rate, config.gradient_accumulation_steps
         )
-        return keras.optimizers.SGD(
-            learning_rate, momentum=0.9, global_clipnorm=config.clip_norm, **accumulation
-        )
+        return SGD(learning_rate, momentum=0.9, global_clipnorm=config.clip_norm, **accumulation)
     create = create_adamw if config.optimizer == "adamw" else create_lamb
     return create(
         learning_rate,

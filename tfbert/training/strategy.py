@@ -17,7 +17,6 @@ import threading
 
 import tensorflow as tf
 
-from tfbert.training.distributed_fit import enable_distributed_fit
 from tfbert.training.precision import resolve_precision
 
 KINDS = ("auto", "tpu", "multi_worker", "mirrored", "one_device", "cpu")
@@ -160,7 +159,6 @@ def _multi_worker_strategy(cluster_timeout: float):
             'cluster, e.g. TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", '
             '"host1:12345"]}, "task": {"type": "worker", "index": 0}}\'.'
         )
-    enable_distributed_fit()
     workers = config["cluster"].get("worker", [])
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING
@@ -249,8 +247,10 @@ def resolve_strategy(
     more GPUs, one GPU, else the CPU. Explicit kinds: "tpu", "multi_worker",
     "mirrored", "one_device" (first GPU, else CPU) and "cpu".
 
-    Multi-worker training gets tfbert's `fit` fixes (`enable_distributed_fit`),
-    and an error, not a hang, when a worker does not join in `cluster_timeout`.
+    Multi-worker training gets an error, not a hang, when a worker does not
+    join in `cluster_timeout`. tfbert's models and optimizers train under
+    every returned strategy as on one device (`DistributedTrainer`,
+    `DistributedOptimizer`); a plain Keras model keeps Keras' behaviour.
 
     Args:
         kind: str, default "auto". One of `KINDS`.

@@ -15,6 +15,7 @@ from tfbert.models.bert.bert_checkpoint import (
     write_checkpoint,
 )
 from tfbert.models.bert.bert_presets import BERT_PRESETS
+from tfbert.models.distributed_trainer import DistributedTrainer
 
 # Checkpoints of BertForMaskedLM and the like may lack the pooler.
 POOLER_WEIGHTS = ("pooler/kernel", "pooler/bias")
@@ -23,7 +24,7 @@ INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class BertBackbone(keras.Model):
+class BertBackbone(DistributedTrainer):
     """BERT encoder: embeddings, `num_layers` post-LN encoder blocks, pooler.
 
     Inputs are a dict of int32 (B, T) tensors `token_ids`, `segment_ids` and

@@ -3,6 +3,7 @@
 import keras
 
 from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
+from tfbert.models.distributed_trainer import DistributedTrainer
 
 
 def sum_over_replicas(value):
@@ -47,7 +48,7 @@ def head_dense(backbone, units: int, name: str) -> keras.layers.Dense:
     )
 
 
-class BackboneModel(keras.Model):
+class BackboneModel(DistributedTrainer):
     """Config round trip for models whose constructor takes a backbone.
 
     Subclasses list their other constructor arguments in `CONFIG_ARGS`.

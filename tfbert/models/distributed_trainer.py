@@ -1,0 +1,135 @@
+"""`fit`, `evaluate` and `predict` of tfbert models on several workers.
+
+Keras 3.15's TensorFlow trainer fails under `MultiWorkerMirroredStrategy`
+(keras-team/keras#20585) in two places. `DistributedTrainer`, a base class of
+every tfbert model, overrides the two methods involved, on tfbert's classes
+only and only while the model's strategy spans several workers; on one
+device and under `MirroredStrategy` on one machine Keras' own code runs
+unchanged. Nothing of Keras is replaced: a plain Keras model in the same
+program trains exactly as without tfbert.
+
+1. Before the first step, `_maybe_symbolic_build` averages the first input
+   batch across replicas (`strategy.reduce("MEAN", batch)`) just to learn its
+   shapes; across workers that reduction cannot take the `PerReplica` batch
+   (`ValueError: Attempt to convert a value (PerReplica...`). One local
+   replica's batch has the same shapes and needs no communication.
+2. After every step, Keras averages the replicas' logs with
+   `strategy.reduce("MEAN", value, axis=0)`, a reduction *along* axis 0,
+   which fails on the scalar loss and metrics. Here each replica returns its
+   logs with a leading axis of length one, so that very reduction becomes
+   the element-wise mean across replicas that one machine computes.
+
+The optimizer half (clipping the summed gradient, accumulating gradients
+across replicas) is `tfbert.training.DistributedOptimizer`. Both lean on
+Keras internals of the versions tfbert is tested with: `check_keras_version`
+refuses any other at the point of use, before a wrong result can happen.
+"""
+
+import warnings
+
+import keras
+from keras import ops, tree
+
+# Keras versions whose trainer and optimizer internals the fixes were tested
+# against (tests/training/test_distributed_training.py pins them).
+TESTED_KERAS = ((3, 15), (3, 16))
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def check_keras_version(feature: str, version: str | None = None) -> None:
+    """Raises RuntimeError when Keras is outside `TESTED_KERAS`.
+
+    Called where `feature` (a multi-replica fix) is about to rely on Keras
+    internals, never at import: one-device training works with any Keras.
+    """
+    version = version or keras.__version__
+    low, high = TESTED_KERAS
+    if not low <= _version(version) < high:
+        raise RuntimeError(
+            f"{feature} relies on Keras internals that tfbert was tested with on Keras "
+            f"{low[0]}.{low[1]}.x; this process runs Keras {version}. Install the tested "
+            f"version (pip install 'keras>={low[0]}.{low[1]},<{high[0]}.{high[1]}'), or "
+            "train on one device, where tfbert changes nothing of Keras."
+        )
+
+
+def spans_workers(strategy) -> bool:
+    """True when `strategy` is a MultiWorkerMirroredStrategy over several workers."""
+    import tensorflow as tf  # tf.distribute is TensorFlow-only
+
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
+
+
+def _first_local_replica(strategy, batch):
+    import tensorflow as tf  # tf.distribute is TensorFlow-only
+
+    def first(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    return tree.map_structure(first, batch)
+
+
+class DistributedTrainer(keras.Model):
+    """A `keras.Model` whose `fit`, `evaluate` and `predict` also work under
+    `MultiWorkerMirroredStrategy` (see this module's docstring).
+
+    Every tfbert model derives from it. A functional model of your own gets
+    the same by deriving from it in place of `keras.Model`:
+
+    Example:
+        class Regressor(DistributedTrainer):
+            def __init__(self, backbone, **kwargs):
+                inputs = ...
+                super().__init__(inputs=inputs, outputs=head(backbone(inputs)), **kwargs)
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if strategy is None or iterator is None or not spans_workers(strategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        check_keras_version("Multi-worker fit (DistributedTrainer)")
+        for _, _, distributed_iterator in iterator:
+            data_batch = _first_local_replica(strategy, next(distributed_iterator))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def make_train_function(self, force=False):
+        optimizer = self.optimizer
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        needs_sum = optimizer is not None and (
+            optimizer.global_clipnorm
+            or optimizer.clipnorm
+            or optimizer.clipvalue
+            or optimizer.gradient_accumulation_steps
+        )
+        if replicas > 1 and needs_sum and not getattr(optimizer, "sums_over_replicas", False):
+            warnings.warn(
+                f"{type(optimizer).__name__} clips or accumulates each of the "
+                f"{replicas} replicas' gradients separately (Keras' behaviour), so "
+                "training differs from one device: use tfbert.training.create_adamw / "
+                "AdamW / Lamb / SGD, or derive the optimizer from "
+                "tfbert.training.DistributedOptimizer.",
+                stacklevel=2,
+            )
+        return super().make_train_function(force)
+
+    def _make_function(self, step_function):
+        if not spans_workers(self.distribute_strategy):
+            return super()._make_function(step_function)
+        check_keras_version("Multi-worker fit (DistributedTrainer)")
+
+        def step_with_leading_axis(data):
+            # (…) -> (1, …): Keras' MEAN along axis 0 is then the replica mean.
+            return tree.map_structure(lambda value: ops.expand_dims(value, 0), step_function(data))
+
+        return super()._make_function(step_with_leading_axis)
