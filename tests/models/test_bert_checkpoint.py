@@ -1,6 +1,8 @@
 import json
 import os
 import re
+import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -94,8 +96,8 @@ def _to_google(name, value):
     return (name if name.startswith("cls/") else "bert/" + name), value
 
 
-def test_google_checkpoint_equals_the_same_weights_from_hugging_face(tiny_reference, tmp_path):
-    inputs, reference = tiny_reference
+def _write_google(tmp_path):
+    """The tiny checkpoint as a google-research/bert folder (with optimizer slots)."""
     pretrainer = BertPretrainer.from_checkpoint(TINY)
     exported = tmp_path / "hf"
     pretrainer.save_checkpoint(exported)
@@ -116,7 +118,12 @@ def test_google_checkpoint_equals_the_same_weights_from_hugging_face(tiny_refere
         config = {k: v for k, v in json.load(f).items() if k != "layer_norm_eps"}
     config["hidden_act"] = "gelu_new"
     (google / "bert_config.json").write_text(json.dumps(config))
+    return google
 
+
+def test_google_checkpoint_equals_the_same_weights_from_hugging_face(tiny_reference, tmp_path):
+    inputs, reference = tiny_reference
+    google = _write_google(tmp_path)
     loaded = BertPretrainer.from_checkpoint(google, layer_norm_epsilon=1e-7)
     out = loaded(inputs)
     np.testing.assert_allclose(out["mlm_logits"], reference["mlm_logits"], atol=1e-5)
@@ -156,6 +163,16 @@ def test_save_checkpoint_round_trip_is_exact(tmp_path, tiny_reference):
     with pytest.raises(FileExistsError, match="exists and is not empty"):
         backbone.save_checkpoint(saved)
 
+    # A save that fails midway (after the weights, at the tokenizer) leaves
+    # the empty folder it was given, and no staging leftovers beside it.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(AttributeError, match="save_checkpoint"):
+        backbone.save_checkpoint(empty, tokenizer="vocab.txt")
+    assert os.listdir(empty) == [] and not [n for n in os.listdir(tmp_path) if n[0] == "."]
+    backbone.save_checkpoint(empty)
+    assert sorted(os.listdir(empty)) == ["config.json", "model.safetensors"]
+
 
 def _write_hf(folder, config, tensors):
     folder.mkdir()
@@ -193,3 +210,134 @@ def test_mismatched_checkpoints_name_every_problem(tmp_path):
         BertBackbone.from_checkpoint(tmp_path / "relative")
     with pytest.raises(ValueError, match="is not a BERT checkpoint"):
         BertBackbone.from_checkpoint(tmp_path)
+
+
+def _copy(source, folder, names):
+    folder.mkdir()
+    for name in names:
+        shutil.copy(os.path.join(source, name), folder / name)
+    return folder
+
+
+def _refusal(path, error=ValueError):
+    with pytest.raises(error) as caught:
+        BertBackbone.from_checkpoint(path)
+    return str(caught.value)
+
+
+REDOWNLOAD = (
+    "The file is damaged or incomplete (cut short while downloading or saving?); "
+    "re-download the checkpoint or re-save it."
+)
+
+
+def test_damaged_hugging_face_files_are_named(tmp_path):
+    # The real MiniLM weights, cut short after 1 MB.
+    minilm = _copy(minilm_checkpoint_dir(), tmp_path / "minilm", ["config.json"])
+    with open(os.path.join(minilm_checkpoint_dir(), "model.safetensors"), "rb") as f:
+        (minilm / "model.safetensors").write_bytes(f.read(1_000_000))
+    assert _refusal(minilm) == (
+        f"{minilm / 'model.safetensors'} (1,000,000 bytes) cannot be read: it is not a "
+        "complete safetensors file (Error while deserializing header: incomplete "
+        f"metadata, file not fully covered). {REDOWNLOAD}"
+    )
+
+    # Its config.json cut in the middle.
+    config = minilm / "config.json"
+    config.write_text(config.read_text()[:100])
+    assert _refusal(minilm) == (
+        f"{config} (100 bytes) cannot be read: it is not valid JSON (Expecting property "
+        f"name enclosed in double quotes: line 6 column 3 (char 100)). {REDOWNLOAD}"
+    )
+
+    # A sharded checkpoint whose index is cut, or names a shard that is absent.
+    sharded = _copy(minilm_checkpoint_dir(), tmp_path / "sharded", ["config.json"])
+    index = sharded / "model.safetensors.index.json"
+    index.write_text('{"weight_map": ')
+    assert _refusal(sharded) == (
+        f"{index} (15 bytes) cannot be read: it is not valid JSON (Expecting value: "
+        f"line 1 column 16 (char 15)). {REDOWNLOAD}"
+    )
+    index.write_text(json.dumps({"weight_map": {"pooler.dense.bias": "model-00002.safetensors"}}))
+    assert _refusal(sharded, FileNotFoundError) == (
+        f"{index} names shard files that are not in {str(sharded)!r}: "
+        "['model-00002.safetensors']; download them next to it, or re-download the whole "
+        "checkpoint."
+    )
+
+    # The tiny PyTorch checkpoint cut in half, and with its pickle cut short.
+    with open(os.path.join(TINY, "pytorch_model.bin"), "rb") as f:
+        data = f.read()
+    cut = _copy(TINY, tmp_path / "cut", ["config.json"])
+    (cut / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    assert _refusal(cut) == (
+        f"{cut / 'pytorch_model.bin'} (86,184 bytes) cannot be read: its zip archive "
+        f"has no end (the file is truncated). {REDOWNLOAD}"
+    )
+    repacked = _copy(TINY, tmp_path / "repacked", ["config.json"])
+    with zipfile.ZipFile(os.path.join(TINY, "pytorch_model.bin")) as source:
+        with zipfile.ZipFile(repacked / "pytorch_model.bin", "w") as target:
+            for item in source.infolist():
+                content = source.read(item.filename)
+                if item.filename.endswith("/data.pkl"):
+                    content = content[: len(content) // 2]
+                target.writestr(item, content)
+    message = _refusal(repacked)
+    assert message.startswith(f"{repacked / 'pytorch_model.bin'} (")
+    assert "cannot be read: its pickled tensors do not read back (EOFError: Ran out of input)" in (
+        message
+    )
+    assert message.endswith(REDOWNLOAD)
+
+
+def test_damaged_google_checkpoints_are_named(tmp_path):
+    google = _write_google(tmp_path)
+    prefix = google / "bert_model.ckpt"
+    index, data = google / "bert_model.ckpt.index", google / "bert_model.ckpt.data-00000-of-00001"
+    original_index, original_data = index.read_bytes(), data.read_bytes()
+    cases = [
+        (index, b"", "it is empty"),
+        (
+            index,
+            b"not an index" * 10,
+            "it is not a TensorFlow checkpoint index (not an sstable (bad magic number))",
+        ),
+        (
+            index,
+            original_index[:-20],
+            "it is not a TensorFlow checkpoint index (not an sstable (bad magic number))",
+        ),
+        (
+            data,
+            original_data[: len(original_data) // 2],
+            "variable 'cls/seq_relationship/output_weights' does not read back from it "
+            "(Read less bytes than requested)",
+        ),
+        (
+            data,
+            bytes(len(original_data)),
+            "variable 'cls/seq_relationship/output_weights' does not read back from it "
+            f"(TensorBundle at {prefix} shard 0 (256 bytes): Checksum does not match",
+        ),
+    ]
+    for broken, content, problem in cases:
+        index.write_bytes(original_index)
+        data.write_bytes(original_data)
+        broken.write_bytes(content)
+        message = _refusal(google)
+        assert message.startswith(f"{broken} ({len(content):,} bytes) cannot be read: {problem}")
+        assert message.endswith(REDOWNLOAD)
+
+    index.write_bytes(original_index)
+    data.unlink()
+    assert _refusal(google, FileNotFoundError) == (
+        f"The TensorFlow checkpoint {str(prefix)!r} lacks ['{prefix}.data-*']: a checkpoint "
+        "is bert_model.ckpt.index plus its .data-* files. Copy the missing files next to "
+        "the others, or re-download the checkpoint."
+    )
+    config = google / "bert_config.json"
+    config.write_text("{'hidden_size': 8}")
+    assert _refusal(google) == (
+        f"{config} (18 bytes) cannot be read: it is not valid JSON (Expecting property "
+        f"name enclosed in double quotes: line 1 column 2 (char 1)). {REDOWNLOAD}"
+    )

@@ -1,6 +1,7 @@
 import base64
 import json
 import os
+import shutil
 import tempfile
 
 import keras
@@ -11,6 +12,7 @@ from tokenizers import Tokenizer
 
 from tests.text.make_tokenizer_reference import FIXTURE, digest, reference_texts
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir
+from tfbert.text.bert_tokenizer import kept_lengths, pack_segments
 
 
 @pytest.fixture(scope="module")
@@ -214,19 +216,34 @@ def test_detokenize_round_trip(vocabulary_file):
     assert tokenizer.detokenize(out["token_ids"]).numpy()[0] == b"the acting is superb ."
 
 
-def test_config_round_trip_and_keras_save(vocabulary_file):
-    tokenizer = BertTokenizer(vocabulary_file, sequence_length=8, lowercase=True)
+def test_config_round_trip_and_keras_save(vocabulary_file, real_sentences, tmp_path):
+    tokenizer = BertTokenizer(
+        vocabulary_file, sequence_length=24, strip_accents=False, name="tokenizer"
+    )
     restored = BertTokenizer.from_config(tokenizer.get_config())
-    np.testing.assert_array_equal(
-        restored(["hello world"])["token_ids"].numpy(),
-        tokenizer(["hello world"])["token_ids"].numpy(),
-    )
-    assert (
-        keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(tokenizer)
-        ).vocabulary_size
-        == 30522
-    )
+    assert restored.get_config() == tokenizer.get_config()
+
+    # A model holding the tokenizer, saved to .keras and loaded back, packs
+    # real sentence pairs into the same ids and embeds them the same.
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    pairs = keras.Input(shape=(), dtype="string", name="text_pair")
+    packed = tokenizer(texts, pairs)
+    embedded = keras.layers.Embedding(tokenizer.vocabulary_size, 4)(packed["token_ids"])
+    model = keras.Model([texts, pairs], {**packed, "embedded": embedded})
+    path = str(tmp_path / "tokenizer_model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    inputs = [tf.constant(real_sentences[:4]), tf.constant(real_sentences[4:])]
+    expected, out = model(inputs), loaded(inputs)
+    assert set(out) == {"token_ids", "segment_ids", "padding_mask", "embedded"}
+    for key, value in expected.items():
+        np.testing.assert_array_equal(np.asarray(out[key]), np.asarray(value), err_msg=key)
+    # Real text, packed as pairs and truncated to 24 tokens.
+    assert out["segment_ids"].numpy().max(1).tolist() == [1] * 4
+    assert out["padding_mask"].numpy().sum(1).max() == 24
+    loaded_tokenizer = loaded.get_layer("tokenizer")
+    assert isinstance(loaded_tokenizer, BertTokenizer)
+    assert loaded_tokenizer.get_config() == tokenizer.get_config()
 
 
 def test_bad_inputs_raise_clear_errors(vocabulary_file):
@@ -249,6 +266,28 @@ def test_bad_inputs_raise_clear_errors(vocabulary_file):
     )
     with pytest.raises(ValueError, match="must both be single strings or both batches"):
         tokenizer("a question", ["an answer"])
+    with pytest.raises(
+        ValueError,
+        match=r"`texts` is None; pass one string or a batch of strings .*"
+        r"Only `pairs` may be None",
+    ):
+        tokenizer(None)
+    with pytest.raises(
+        ValueError,
+        match=r"`texts` and `pairs` must hold as many strings; received 3 texts and "
+        r"2 pairs: pass one second segment per text",
+    ):
+        tokenizer(["one", "two", "three"], ["uno", "dos"])
+    # Inside a graph the sizes are known only at run time: the same words.
+    pack = tf.function(
+        lambda texts, pairs: tokenizer(texts, pairs),
+        input_signature=[tf.TensorSpec([None], tf.string)] * 2,
+    )
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="`texts` and `pairs` must hold as many strings"
+    ):
+        pack(tf.constant(["one", "two", "three"]), tf.constant(["uno", "dos"]))
+    assert pack(tf.constant(["one"]), tf.constant(["uno"]))["token_ids"].shape == (1, 8)
     with pytest.raises(ValueError, match="`max_word_length` must be a positive integer"):
         BertTokenizer(vocabulary_file, max_word_length=0)
 
@@ -259,3 +298,55 @@ def test_vocabulary_file_with_trailing_blank_lines():
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hi"]) + "\n\n")
     assert BertTokenizer(path).vocabulary_size == 6
+
+
+def test_damaged_vocabulary_and_tokenizer_files_are_named(vocabulary_file, tmp_path):
+    with open(vocabulary_file, "rb") as f:
+        lines = f.read().split(b"\n")
+    lines[2000] = b"caf\xe9"  # Latin-1, not UTF-8
+    damaged = tmp_path / "vocab.txt"
+    damaged.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError) as error:
+        BertTokenizer(str(damaged))
+    message = str(error.value)
+    assert f"Vocabulary file {str(damaged)!r} is not UTF-8 text: line 2001 (b'caf\\xe9')" in (
+        message
+    )
+    assert "re-download it or re-save it as UTF-8" in message
+
+    # A checkpoint folder whose tokenizer_config.json was cut short.
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    shutil.copy(vocabulary_file, folder / "vocab.txt")
+    with open(os.path.join(minilm_checkpoint_dir(), "tokenizer_config.json"), "rb") as f:
+        config = f.read()
+    (folder / "tokenizer_config.json").write_bytes(config[: len(config) // 2])
+    with pytest.raises(ValueError) as error:
+        BertTokenizer.from_checkpoint(folder)
+    message = str(error.value)
+    assert message.startswith(f"{folder / 'tokenizer_config.json'} is not valid JSON (")
+    assert "the file is damaged or incomplete. Re-download the checkpoint" in message
+
+
+def test_one_packing_rule_for_ragged_batches_and_dense_rows(vocabulary_file, rotten_tomatoes):
+    """One dense example at a time (as LiteRT packs) gives the tokenizer's rows."""
+    tokenizer = BertTokenizer(vocabulary_file, sequence_length=24)
+    texts = [text for text, _ in rotten_tomatoes[:40]]
+    ids = {"cls_id": 101, "sep_id": 102, "pad_id": 0}
+    for batches in ([texts[:20]], [texts[:20], texts[20:]]):
+        expected = tokenizer(*batches)
+        segments = [tokenizer.tokenize(batch) for batch in batches]
+        budget = 24 - 1 - len(segments)
+        kept = kept_lengths([segment.row_lengths() for segment in segments], budget)
+        for row in range(20):
+            dense = [
+                segment[row][: int(keep[row])][None]
+                for segment, keep in zip(segments, kept, strict=True)
+            ]
+            packed = pack_segments(dense, 24, **ids)
+            assert set(packed) == set(expected)
+            for key, value in packed.items():
+                assert value.shape == (1, 24) and value.dtype == tf.int32
+                np.testing.assert_array_equal(value[0], expected[key][row], err_msg=key)
+    # Most real pairs do not fit in 24 tokens: the rows compared were cut.
+    assert expected["padding_mask"].numpy().all(axis=1).sum() >= 15

@@ -190,7 +190,10 @@ def test_tfrecords_round_trip_and_feed_the_same_examples(imdb_file, tokenizer, t
     assert [os.path.basename(p) for p in paths] == [
         f"pretraining-{i:05d}-of-00003.tfrecord" for i in range(3)
     ]
-    assert not [name for name in os.listdir(tmp_path) if name.endswith(".incomplete")]
+    # Complete files only: no staging leftovers.
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [os.path.basename(p) for p in paths] + ["pretraining-info.json"]
+    )
     with open(tmp_path / "pretraining-info.json", encoding="utf-8") as f:
         info = json.load(f)
     with pytest.raises(FileExistsError, match="already holds pretraining shards"):
@@ -234,3 +237,75 @@ def test_tfrecords_feed_pretrainer_fit(imdb_file, tokenizer, tmp_path):
     assert np.isfinite(history.history["mlm_loss"][0])
     with pytest.raises(ValueError, match="No TFRecord shards match"):
         read_pretraining_tfrecords(str(tmp_path / "nothing-*.tfrecord"), 8)
+
+
+def test_failed_tfrecord_writing_leaves_nothing(imdb_file, tokenizer, tmp_path):
+    from tfbert.text import write_pretraining_tfrecords
+
+    output = tmp_path / "records"
+    missing = str(tmp_path / "missing.txt")
+    # The first file's examples are written before the second is found missing.
+    with pytest.raises(ValueError, match="missing.txt' does not exist"):
+        write_pretraining_tfrecords([imdb_file, missing], tokenizer, output, sequence_length=32)
+    assert os.listdir(output) == []
+    paths = write_pretraining_tfrecords(imdb_file, tokenizer, output, sequence_length=32)
+    assert len(paths) == 4 and all(os.path.getsize(p) > 0 for p in paths)
+    with pytest.raises(ValueError, match="`num_shards` must be a positive integer; received 0"):
+        write_pretraining_tfrecords(imdb_file, tokenizer, tmp_path / "none", num_shards=0)
+
+
+def test_rows_follow_the_packing_layout(tokenized_documents, tokenizer):
+    from tfbert.text.pretraining_dataset import _pack
+
+    rng = np.random.default_rng(0)
+    cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+    for next_sentence in (True, False):
+        instances = create_instances(tokenized_documents, 64 - 3, next_sentence, 0.1, rng)
+        token_ids, segment_ids, labels = _pack(instances, tokenizer, 64, next_sentence)
+        assert token_ids.shape == segment_ids.shape == (len(instances), 64)
+        for row, (tokens_a, tokens_b, label) in enumerate(instances[:200]):
+            b = [*tokens_b, sep] if next_sentence else []
+            used = 2 + len(tokens_a) + len(b)
+            assert token_ids[row].tolist() == [cls, *tokens_a, sep, *b] + [pad] * (64 - used)
+            assert segment_ids[row].tolist() == (
+                [0] * (2 + len(tokens_a)) + [1] * len(b) + [0] * (64 - used)
+            )
+            assert labels[row] == label
+
+
+def test_invalid_utf8_is_replaced_and_reported(imdb_file, tokenizer, tmp_path):
+    with open(imdb_file, "rb") as f:
+        lines = f.read().split(b"\n")
+    # Scraped text: a Latin-1 e-acute, and a multi-byte character cut short.
+    first, second = [i for i, line in enumerate(lines) if b"e" in line][3:5]
+    lines[first] = lines[first].replace(b"e", b"\xe9", 1)
+    lines[second] = lines[second] + b" \xe2\x80"
+    broken = tmp_path / "scraped.txt"
+    broken.write_bytes(b"\n".join(lines))
+    with pytest.warns(UnicodeWarning) as caught:
+        documents = read_documents(str(broken))
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        f"Pretraining text file {str(broken)!r}: 2 of {len(lines) - 1} lines are not "
+        f"valid UTF-8 (the first is line {first + 1}); their invalid bytes were read as "
+        "U+FFFD, which the tokenizer drops. If the file is in another encoding, convert "
+        "it to UTF-8 first."
+    )
+    # Everything else reads as before; the two lines keep their valid text.
+    sentences = [sentence for document in documents for sentence in document]
+    expected = [sentence for document in read_documents(imdb_file) for sentence in document]
+    assert len(sentences) == len(expected)
+    differing = [i for i, (a, b) in enumerate(zip(sentences, expected, strict=True)) if a != b]
+    row = {line: i for i, line in enumerate(x for x in lines if x.strip())}
+    assert differing == [row[lines[first]], row[lines[second]]]
+    assert sentences[differing[0]] == expected[differing[0]].replace("e", "\ufffd", 1)
+    assert sentences[differing[1]] == expected[differing[1]] + " \ufffd\ufffd"
+    # U+FFFD tokenizes as the raw bytes do in the tokenizer itself.
+    for index, line in zip(differing, (lines[first], lines[second]), strict=True):
+        assert (
+            tokenizer.tokenize([sentences[index]]).to_list()
+            == tokenizer.tokenize([line]).to_list()
+        )
+    with pytest.warns(UnicodeWarning, match="scraped.txt"):
+        dataset = pretraining_dataset(str(broken), tokenizer, 32, 8, seed=0)
+    assert next(iter(dataset))[0]["token_ids"].shape == (8, 32)

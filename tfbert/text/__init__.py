@@ -1,6 +1,6 @@
 """Text: tokenizers, corpora, sentence splitting and BERT pretraining data."""
 
-from tfbert.text.bert_tokenizer import BertTokenizer, load_vocabulary
+from tfbert.text.bert_tokenizer import BertTokenizer, load_vocabulary, pack_segments
 from tfbert.text.corpora import (
     bbc_news,
     chinese_reviews,
@@ -52,6 +52,7 @@ __all__ = [
     "count_words",
     "clean_text",
     "load_vocabulary",
+    "pack_segments",
     "minilm_checkpoint_dir",
     "minilm_vocabulary_file",
     "movie_reviews",

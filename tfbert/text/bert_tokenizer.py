@@ -1,5 +1,6 @@
 """BERT WordPiece tokenization and [CLS] a [SEP] b [SEP] packing as a Keras layer."""
 
+import io
 import json
 import os
 
@@ -21,8 +22,7 @@ def load_vocabulary(vocabulary) -> list[str]:
                 f"`vocabulary` file {os.fspath(vocabulary)!r} does not exist; pass "
                 "the path of a BERT vocab.txt or a list of tokens."
             )
-        with open(vocabulary, encoding="utf-8") as f:
-            tokens = [line.rstrip("\n") for line in f]
+        tokens = _read_vocabulary_file(os.fspath(vocabulary))
         while tokens and not tokens[-1]:
             tokens.pop()
     elif isinstance(vocabulary, (list, tuple)):
@@ -41,9 +41,40 @@ def load_vocabulary(vocabulary) -> list[str]:
     return tokens
 
 
+def _read_vocabulary_file(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        number = data.count(b"\n", 0, error.start) + 1
+        line = data[data.rfind(b"\n", 0, error.start) + 1 :].split(b"\n", 1)[0]
+        raise ValueError(
+            f"Vocabulary file {path!r} is not UTF-8 text: line {number} ({line[:60]!r}) "
+            f"has a byte that is not UTF-8 ({error.reason}). The file is damaged or in "
+            "another encoding; re-download it or re-save it as UTF-8."
+        ) from None
+    # Lines end as in Python's (and Hugging Face's) reading of text files: \n, \r\n or \r.
+    return [line.rstrip("\n") for line in io.StringIO(text, newline=None)]
+
+
 def _read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A tokenizer JSON file of a checkpoint folder, or an error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); the file is damaged or incomplete. "
+            "Re-download the checkpoint, or delete the file (the casing is then "
+            "read from the folder's other files)."
+        ) from None
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(content).__name__}, not an object; "
+            "re-download the checkpoint or delete the file."
+        )
+    return content
 
 
 def checkpoint_casing(directory: str, vocabulary: list[str]) -> tuple[bool, bool | None]:
@@ -87,6 +118,55 @@ def kept_lengths(lengths, budget):
         tf.where(fits, first, tf.where(first_longer, long_keep, short_keep)),
         tf.where(fits, second, tf.where(first_longer, short_keep, long_keep)),
     ]
+
+
+def pack_segments(segments, sequence_length: int, *, cls_id: int, sep_id: int, pad_id: int):
+    """BERT's input layout: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, padded.
+
+    The one definition of the layout, shared by `BertTokenizer` (ragged
+    batches), the LiteRT tokenizer-inside graph (one dense example) and the
+    pretraining data. Segment ids are 0 for [CLS], `a` and its [SEP], 1 for
+    `b` and its [SEP], and 0 on padding. Core TensorFlow ops only (concat,
+    fill, pad), so TF Serving and LiteRT's builtin ops run it (keras-hub's
+    `MultiSegmentPacker` adds tensorflow-text's RoundRobinTrim, newer than
+    TF Serving's).
+
+    Args:
+        segments: one or two int32 tensors of shape (B, pieces), ragged or
+            dense, already cut to fit (see `kept_lengths`): together at most
+            `sequence_length - 1 - len(segments)` ids per row.
+        sequence_length: int. Length of every packed row.
+        cls_id, sep_id, pad_id: ids of [CLS], [SEP] and [PAD].
+
+    Returns:
+        {"token_ids", "segment_ids", "padding_mask"}: dense (B, sequence_length)
+        int32 tensors.
+    """
+    ragged = isinstance(segments[0], tf.RaggedTensor)
+    rows = segments[0].shape[0]
+    if rows is None:
+        rows = segments[0].nrows() if ragged else tf.shape(segments[0])[0]
+    cls = tf.fill([rows, 1], tf.constant(cls_id, tf.int32))
+    sep = tf.fill([rows, 1], tf.constant(sep_id, tf.int32))
+    pieces, kinds = [cls], [tf.zeros_like(cls)]
+    for index, segment in enumerate(segments):
+        pieces += [segment, sep]
+        kinds += [tf.zeros_like(segment) + index, tf.zeros_like(sep) + index]
+    token_ids, segment_ids = tf.concat(pieces, axis=1), tf.concat(kinds, axis=1)
+    if ragged:
+        shape = [None, sequence_length]
+        token_ids = token_ids.to_tensor(pad_id, shape=shape)
+        segment_ids = segment_ids.to_tensor(0, shape=shape)
+    else:
+        padding = [[0, 0], [0, sequence_length - tf.shape(token_ids)[1]]]
+        shape = [-1 if isinstance(rows, tf.Tensor) else rows, sequence_length]
+        token_ids = tf.reshape(tf.pad(token_ids, padding, constant_values=pad_id), shape)
+        segment_ids = tf.reshape(tf.pad(segment_ids, padding), shape)
+    return {
+        "token_ids": token_ids,
+        "segment_ids": segment_ids,
+        "padding_mask": tf.cast(token_ids != pad_id, tf.int32),
+    }
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
@@ -231,6 +311,12 @@ class BertTokenizer(keras.layers.Layer):
     @staticmethod
     def _as_strings(texts, name):
         """(batch of strings (B,), whether the input was one unbatched string)."""
+        if texts is None:
+            raise ValueError(
+                f"`{name}` is None; pass one string or a batch of strings (a list, "
+                "NumPy array or tf.string tensor)."
+                + (" Only `pairs` may be None (no second segments)." if name == "texts" else "")
+            )
         if isinstance(texts, (str, bytes)):
             texts = tf.constant(texts.encode("utf-8") if isinstance(texts, str) else texts)
         if isinstance(texts, (list, tuple, np.ndarray)):
@@ -322,25 +408,6 @@ class BertTokenizer(keras.layers.Layer):
             for segment, length, limit in zip(segments, lengths, keep, strict=True)
         ]
 
-    def _pack(self, segments):
-        """`[CLS] a [SEP] (b [SEP])`, segment ids 0 then 1, padded to `sequence_length`.
-
-        Plain ragged concatenation: core TensorFlow ops only, which every
-        runtime loading a SavedModel has (keras-hub's MultiSegmentPacker
-        adds tensorflow-text's RoundRobinTrim, newer than TF Serving's).
-        """
-        rows = segments[0].nrows()
-        cls = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.cls_token_id))
-        sep = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.sep_token_id))
-        pieces, kinds = [cls], [tf.zeros_like(cls)]
-        for index, segment in enumerate(segments):
-            pieces += [segment, sep]
-            kinds += [tf.zeros_like(segment) + index, tf.zeros_like(sep) + index]
-        shape = [None, self.sequence_length]
-        token_ids = tf.concat(pieces, axis=1).to_tensor(self.pad_token_id, shape=shape)
-        segment_ids = tf.concat(kinds, axis=1).to_tensor(0, shape=shape)
-        return token_ids, segment_ids
-
     def call(self, texts, pairs=None):
         """Packs texts (and optional second segments) into model inputs.
 
@@ -363,19 +430,49 @@ class BertTokenizer(keras.layers.Layer):
                     f"received shapes {texts.shape[1:] if scalar else texts.shape} and "
                     f"{pairs.shape[1:] if pairs_scalar else pairs.shape}."
                 )
+            pairs = self._same_batch_size(texts, pairs)
             segments.append(self._tokenize_words(pairs).merge_dims(1, 2))
-        token_ids, segment_ids = self._pack(self._truncate(segments))
-        outputs = {
-            "token_ids": token_ids,
-            "segment_ids": segment_ids,
-            "padding_mask": tf.cast(token_ids != self.pad_token_id, tf.int32),
-        }
+        outputs = pack_segments(
+            self._truncate(segments),
+            self.sequence_length,
+            cls_id=self.cls_token_id,
+            sep_id=self.sep_token_id,
+            pad_id=self.pad_token_id,
+        )
         return {key: value[0] for key, value in outputs.items()} if scalar else outputs
+
+    @staticmethod
+    def _same_batch_size(texts, pairs):
+        """`pairs`, checked to hold one second segment per text."""
+        fix = (
+            "pass one second segment per text, in the same order, or pairs=None for "
+            "single segments."
+        )
+        count, pair_count = texts.shape[0], pairs.shape[0]
+        if count is not None and pair_count is not None:
+            if count != pair_count:
+                raise ValueError(
+                    f"`texts` and `pairs` must hold as many strings; received {count} "
+                    f"texts and {pair_count} pairs: {fix}"
+                )
+            return pairs
+        # Sizes known only when the graph runs (a tf.function or SavedModel).
+        check = tf.debugging.assert_equal(
+            tf.shape(texts)[0],
+            tf.shape(pairs)[0],
+            message=f"`texts` and `pairs` must hold as many strings: {fix}",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(pairs)
 
     def compute_output_spec(self, texts, pairs=None):
         shape = (self.sequence_length,) if len(texts.shape) == 0 else (None, self.sequence_length)
-        spec = keras.KerasTensor(shape, "int32")
-        return {"token_ids": spec, "segment_ids": spec, "padding_mask": spec}
+        # One KerasTensor per output: a functional model tells its outputs apart
+        # by tensor, so a shared one would give every key the same values.
+        return {
+            name: keras.KerasTensor(shape, "int32")
+            for name in ("token_ids", "segment_ids", "padding_mask")
+        }
 
     def get_config(self):
         config = super().get_config()

@@ -14,28 +14,50 @@ masked examples instead (static masking, as the original BERT) for corpora
 larger than memory.
 """
 
+import contextlib
 import glob
+import itertools
 import json
 import os
+import re
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from tfbert.files import atomic_path
+from tfbert.text.bert_tokenizer import pack_segments
 from tfbert.text.masking import MaskedLMMasker
 
 IS_NEXT, IS_RANDOM = 0, 1
+# What `errors="surrogateescape"` makes of bytes that are not UTF-8.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 def read_documents(files) -> list[list[str]]:
-    """Documents (lists of sentences) from files in the BERT pretraining format."""
+    """Documents (lists of sentences) from files in the BERT pretraining format.
+
+    Files are UTF-8. Bytes that are not valid UTF-8 (common in scraped text)
+    do not stop the run: each becomes U+FFFD, which `BertTokenizer` drops as
+    it drops invalid bytes in its own input, and one warning per file names
+    the file, how many lines held such bytes and the first of them. A file
+    that warns for most of its lines is in another encoding: convert it
+    (e.g. `iconv -f latin1 -t utf-8`).
+    """
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     documents, current = [], []
     for path in files:
         if not os.path.isfile(path):
             raise ValueError(f"Pretraining text file {os.fspath(path)!r} does not exist.")
-        with open(path, encoding="utf-8") as f:
-            for line in f:
+        invalid, first_invalid, number = 0, None, 0
+        # surrogateescape keeps each undecodable byte as a lone surrogate, to count.
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for number, line in enumerate(f, start=1):
+                if _UNDECODED.search(line):
+                    invalid += 1
+                    first_invalid = first_invalid or number
+                    line = _UNDECODED.sub("\ufffd", line)
                 line = line.strip()
                 if line:
                     current.append(line)
@@ -45,6 +67,15 @@ def read_documents(files) -> list[list[str]]:
         if current:
             documents.append(current)
             current = []
+        if invalid:
+            warnings.warn(
+                f"Pretraining text file {os.fspath(path)!r}: {invalid} of {number} lines "
+                f"are not valid UTF-8 (the first is line {first_invalid}); their invalid "
+                "bytes were read as U+FFFD, which the tokenizer drops. If the file is in "
+                "another encoding, convert it to UTF-8 first.",
+                UnicodeWarning,
+                stacklevel=2,
+            )
     return documents
 
 
@@ -135,20 +166,26 @@ def create_instances(documents, max_tokens, next_sentence, short_sequence_probab
     return instances
 
 
-def _pack(instances, tokenizer, sequence_length):
-    count = len(instances)
-    token_ids = np.full((count, sequence_length), tokenizer.pad_token_id, np.int32)
-    segment_ids = np.zeros((count, sequence_length), np.int32)
-    labels = np.zeros((count,), np.int32)
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    for row, (tokens_a, tokens_b, label) in enumerate(instances):
-        ids = [cls, *tokens_a, sep]
-        if tokens_b:
-            segment_ids[row, len(ids) : len(ids) + len(tokens_b) + 1] = 1
-            ids += [*tokens_b, sep]
-        token_ids[row, : len(ids)] = ids
-        labels[row] = label
-    return token_ids, segment_ids, labels
+def _ragged(rows):
+    lengths = [len(row) for row in rows]
+    values = np.fromiter(itertools.chain.from_iterable(rows), np.int32, sum(lengths))
+    return tf.RaggedTensor.from_row_lengths(values, np.asarray(lengths, np.int64))
+
+
+def _pack(instances, tokenizer, sequence_length, next_sentence):
+    """(token_ids, segment_ids, nsp_labels) arrays of `[CLS] a [SEP] (b [SEP])` rows."""
+    segments = [_ragged([tokens_a for tokens_a, _, _ in instances])]
+    if next_sentence:
+        segments.append(_ragged([tokens_b for _, tokens_b, _ in instances]))
+    packed = pack_segments(
+        segments,
+        sequence_length,
+        cls_id=tokenizer.cls_token_id,
+        sep_id=tokenizer.sep_token_id,
+        pad_id=tokenizer.pad_token_id,
+    )
+    labels = np.array([label for _, _, label in instances], np.int32)
+    return packed["token_ids"].numpy(), packed["segment_ids"].numpy(), labels
 
 
 def _check_arguments(sequence_length, batch_size=1):
@@ -170,7 +207,7 @@ def _pairs(files, tokenizer, sequence_length, next_sentence, short_sequence_prob
         short_sequence_probability,
         rng,
     )
-    return _pack(instances, tokenizer, sequence_length)
+    return _pack(instances, tokenizer, sequence_length, next_sentence)
 
 
 def _features(masked, segment_ids, nsp_labels, pad_token_id, next_sentence):
@@ -270,63 +307,20 @@ def _int_feature(values):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
-def write_pretraining_tfrecords(
+def _write_shards(
     files,
+    shard_paths,
     tokenizer,
-    output_dir,
-    sequence_length: int = 128,
-    num_shards: int = 4,
-    dupe_factor: int = 1,
-    masked_lm_probability: float = 0.15,
-    max_predictions: int = 20,
-    next_sentence: bool = True,
-    whole_word_masking: bool = False,
-    short_sequence_probability: float = 0.1,
-    seed: int | None = None,
-) -> list[str]:
-    """Writes masked pretraining examples as sharded TFRecord files.
-
-    Input files are processed one at a time (random NSP segments come from
-    the same file), so memory holds one input file, never the corpus: split
-    a large corpus into many files. Each example is masked `dupe_factor`
-    times with different masks (static masking, as google-research/bert).
-    Shards are written under temporary names and renamed when complete, so
-    a crash never leaves a half-written shard under a final name.
-
-    Args:
-        files: path or list of paths in the BERT pretraining text format.
-        tokenizer: `tfbert.text.BertTokenizer`.
-        output_dir: folder for `pretraining-XXXXX-of-YYYYY.tfrecord`; it must
-            not hold shards already (nothing is overwritten).
-        sequence_length, masked_lm_probability, max_predictions,
-        next_sentence, whole_word_masking, short_sequence_probability, seed:
-            as in `pretraining_dataset`.
-        num_shards: int, default 4. Examples go round-robin to the shards.
-        dupe_factor: int, default 1. Maskings of each example.
-
-    Returns:
-        The shard paths. `pretraining-info.json` beside them records the
-        settings and the number of examples in each shard.
-    """
-    _check_arguments(sequence_length)
-    if isinstance(files, (str, os.PathLike)):
-        files = [files]
-    output_dir = os.fspath(output_dir)
-    existing = glob.glob(os.path.join(output_dir, "pretraining-*.tfrecord*"))
-    if existing:
-        raise FileExistsError(
-            f"{output_dir!r} already holds pretraining shards ({len(existing)}, e.g. "
-            f"{os.path.basename(existing[0])!r}); choose a new folder or delete them first."
-        )
-    os.makedirs(output_dir, exist_ok=True)
-    masker = MaskedLMMasker(tokenizer, masked_lm_probability, max_predictions, whole_word_masking)
-    rng = np.random.default_rng(seed)
-    paths = [
-        os.path.join(output_dir, f"pretraining-{i:05d}-of-{num_shards:05d}.tfrecord")
-        for i in range(num_shards)
-    ]
-    writers = [tf.io.TFRecordWriter(path + ".incomplete") for path in paths]
-    count, shard_counts = 0, [0] * num_shards
+    masker,
+    rng,
+    sequence_length,
+    dupe_factor,
+    next_sentence,
+    short_sequence_probability,
+):
+    """Writes masked examples round-robin to the shard files; returns their counts."""
+    writers = [tf.io.TFRecordWriter(path) for path in shard_paths]
+    count, shard_counts = 0, [0] * len(shard_paths)
     try:
         for path in files:
             token_ids, segment_ids, nsp_labels = _pairs(
@@ -351,31 +345,112 @@ def write_pretraining_tfrecords(
                             }
                         )
                     )
-                    writers[count % num_shards].write(example.SerializeToString())
-                    shard_counts[count % num_shards] += 1
+                    writers[count % len(writers)].write(example.SerializeToString())
+                    shard_counts[count % len(writers)] += 1
                     count += 1
     finally:
         for writer in writers:
             writer.close()
-    for path in paths:
-        os.replace(path + ".incomplete", path)
-    with open(os.path.join(output_dir, "pretraining-info.json"), "w", encoding="utf-8") as f:
-        json.dump(
-            {
-                "examples": count,
-                "sequence_length": sequence_length,
-                "max_predictions": max_predictions,
-                "next_sentence": next_sentence,
-                "whole_word_masking": whole_word_masking,
-                "dupe_factor": dupe_factor,
-                "vocabulary_size": tokenizer.vocabulary_size,
-                "shards": {
-                    os.path.basename(path): n for path, n in zip(paths, shard_counts, strict=True)
-                },
-            },
-            f,
-            indent=1,
+    return shard_counts
+
+
+def write_pretraining_tfrecords(
+    files,
+    tokenizer,
+    output_dir,
+    sequence_length: int = 128,
+    num_shards: int = 4,
+    dupe_factor: int = 1,
+    masked_lm_probability: float = 0.15,
+    max_predictions: int = 20,
+    next_sentence: bool = True,
+    whole_word_masking: bool = False,
+    short_sequence_probability: float = 0.1,
+    seed: int | None = None,
+) -> list[str]:
+    """Writes masked pretraining examples as sharded TFRecord files.
+
+    Input files are processed one at a time (random NSP segments come from
+    the same file), so memory holds one input file, never the corpus: split
+    a large corpus into many files. Each example is masked `dupe_factor`
+    times with different masks (static masking, as google-research/bert).
+    Shards and `pretraining-info.json` are written under hidden staging
+    names (`tfbert.files.atomic_path`) and renamed when all are complete, the
+    info file last; a failure removes them, so a crash never leaves a
+    half-written shard under a final name.
+
+    Args:
+        files: path or list of paths in the BERT pretraining text format.
+        tokenizer: `tfbert.text.BertTokenizer`.
+        output_dir: folder for `pretraining-XXXXX-of-YYYYY.tfrecord`; it must
+            not hold shards already (nothing is overwritten).
+        sequence_length, masked_lm_probability, max_predictions,
+        next_sentence, whole_word_masking, short_sequence_probability, seed:
+            as in `pretraining_dataset`.
+        num_shards: int, default 4. Examples go round-robin to the shards.
+        dupe_factor: int, default 1. Maskings of each example.
+
+    Returns:
+        The shard paths. `pretraining-info.json` beside them records the
+        settings and the number of examples in each shard.
+    """
+    _check_arguments(sequence_length)
+    for name, value in (("num_shards", num_shards), ("dupe_factor", dupe_factor)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    output_dir = os.fspath(output_dir)
+    existing = glob.glob(os.path.join(output_dir, "pretraining-*.tfrecord*")) + glob.glob(
+        os.path.join(output_dir, "pretraining-info.json")
+    )
+    if existing:
+        raise FileExistsError(
+            f"{output_dir!r} already holds pretraining shards or their info file "
+            f"({len(existing)}, e.g. {os.path.basename(existing[0])!r}); choose a new "
+            "folder or delete them first."
         )
+    os.makedirs(output_dir, exist_ok=True)
+    masker = MaskedLMMasker(tokenizer, masked_lm_probability, max_predictions, whole_word_masking)
+    rng = np.random.default_rng(seed)
+    paths = [
+        os.path.join(output_dir, f"pretraining-{i:05d}-of-{num_shards:05d}.tfrecord")
+        for i in range(num_shards)
+    ]
+    info = {
+        "examples": 0,
+        "sequence_length": sequence_length,
+        "max_predictions": max_predictions,
+        "next_sentence": next_sentence,
+        "whole_word_masking": whole_word_masking,
+        "dupe_factor": dupe_factor,
+        "vocabulary_size": tokenizer.vocabulary_size,
+        "shards": {},
+    }
+    with contextlib.ExitStack() as stack:
+        # Entered first, so renamed last: the info file appears once every
+        # shard is complete, and a failure removes every staged file.
+        info_staging = stack.enter_context(
+            atomic_path(os.path.join(output_dir, "pretraining-info.json"), overwrite=False)
+        )
+        stagings = [stack.enter_context(atomic_path(path, overwrite=False)) for path in paths]
+        shard_counts = _write_shards(
+            files,
+            stagings,
+            tokenizer,
+            masker,
+            rng,
+            sequence_length,
+            dupe_factor,
+            next_sentence,
+            short_sequence_probability,
+        )
+        info["examples"] = sum(shard_counts)
+        info["shards"] = {
+            os.path.basename(path): n for path, n in zip(paths, shard_counts, strict=True)
+        }
+        with open(info_staging, "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
     return paths
 
 

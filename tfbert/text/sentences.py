@@ -8,6 +8,8 @@ import html
 import os
 import re
 
+from tfbert.files import atomic_path
+
 # Abbreviations whose period does not end a sentence.
 _ABBREVIATIONS = {
     "mr",
@@ -97,16 +99,19 @@ def write_pretraining_text(documents, path) -> int:
 
     Args:
         documents: iterable of raw document strings (e.g. IMDB reviews).
-        path: output file. Refuses to overwrite an existing file.
+        path: output file. Refuses to overwrite an existing file; written
+            beside it and renamed when complete, so a failure leaves no
+            partial corpus.
     """
     if os.path.exists(path):
         raise FileExistsError(f"{os.fspath(path)!r} exists; choose a new path or delete it first.")
     count = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for document in documents:
-            sentences = split_sentences(document)
-            if not sentences:
-                continue
-            f.write("\n".join(sentences) + "\n\n")
-            count += len(sentences)
+    with atomic_path(path, overwrite=False) as staging:
+        with open(staging, "w", encoding="utf-8") as f:
+            for document in documents:
+                sentences = split_sentences(document)
+                if not sentences:
+                    continue
+                f.write("\n".join(sentences) + "\n\n")
+                count += len(sentences)
     return count

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 
+from tfbert.files import atomic_path
 from tfbert.text.bert_tokenizer import SPECIAL_TOKENS
 from tfbert.text.normalization import normalize_text, split_words
 
@@ -131,6 +132,7 @@ def build_vocabulary(
     # Learned pieces come last, most frequent first: drop the rarest to fit.
     vocabulary = vocabulary[:vocabulary_size]
     if vocabulary_file is not None:
-        with open(vocabulary_file, "x", encoding="utf-8") as f:
-            f.write("\n".join(vocabulary) + "\n")
+        with atomic_path(vocabulary_file, overwrite=False) as staging:
+            with open(staging, "w", encoding="utf-8") as f:
+                f.write("\n".join(vocabulary) + "\n")
     return vocabulary

@@ -13,15 +13,19 @@ unpickler that rebuilds only tensors, and google-research/bert checkpoints
 with `tf.train.load_checkpoint`.
 """
 
+import glob
 import json
 import os
 import pickle
 import re
 import warnings
 import zipfile
+import zlib
 
 import ml_dtypes
 import numpy as np
+
+from tfbert.files import atomic_path
 
 # Hugging Face config.json / google bert_config.json keys -> BertBackbone kwargs.
 _CONFIG_KEYS = {
@@ -89,6 +93,10 @@ class _StateDict(dict):
     """Stands in for OrderedDict; takes the `_metadata` attribute torch sets."""
 
 
+class _NotATensor(pickle.UnpicklingError):
+    """A pickle that holds more than tensors (and may run code): refused."""
+
+
 class _TensorUnpickler(pickle.Unpickler):
     """Unpickles a PyTorch state dict into NumPy arrays, and nothing else."""
 
@@ -119,7 +127,7 @@ class _TensorUnpickler(pickle.Unpickler):
             return _StateDict
         if module == "torch" and name in self._DTYPES:
             return self._DTYPES[name]
-        raise pickle.UnpicklingError(
+        raise _NotATensor(
             f"pytorch_model.bin holds {module}.{name}, which is not a tensor; "
             "tfbert reads only state dicts of tensors."
         )
@@ -142,25 +150,83 @@ class _TensorUnpickler(pickle.Unpickler):
         return data
 
 
+_REDOWNLOAD = "re-download the checkpoint or re-save it"
+
+
+def _damaged(path, problem):
+    """The error for a checkpoint file that cannot be read."""
+    size = os.path.getsize(path)
+    if size == 0:
+        problem = "it is empty"
+    return ValueError(
+        f"{path} ({size:,} bytes) cannot be read: {problem}. The file is damaged or "
+        f"incomplete (cut short while downloading or saving?); {_REDOWNLOAD}."
+    )
+
+
+def _read_json(path):
+    """A checkpoint's JSON file as a dict, or an error naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _damaged(path, f"it is not valid JSON ({error})") from None
+    if not isinstance(content, dict):
+        raise _damaged(path, f"it holds a JSON {type(content).__name__}, not an object")
+    return content
+
+
+# What a cut or corrupted zip of pickled tensors raises while being read.
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    pickle.UnpicklingError,
+    EOFError,
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    AttributeError,
+)
+
+
 def _read_pytorch(path):
+    with open(path, "rb") as f:
+        magic = f.read(4)
     if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path!r} is in PyTorch's legacy (pre-1.6) format; re-save it with a "
-            "current torch or as safetensors to load it without torch."
-        )
-    with zipfile.ZipFile(path) as archive:
-        (pickle_name,) = [n for n in archive.namelist() if n.endswith("/data.pkl")]
-        prefix = pickle_name[: -len("/data.pkl")]
-        with archive.open(pickle_name) as f:
-            return dict(_TensorUnpickler(f, archive, prefix).load())
+        if magic.startswith(b"PK"):
+            raise _damaged(path, "its zip archive has no end (the file is truncated)")
+        if magic[:1] == b"\x80":  # a pickle: torch.save before 1.6
+            raise ValueError(
+                f"{path} is in PyTorch's legacy (pre-1.6) format; re-save it with a "
+                "current torch or as safetensors to load it without torch."
+            )
+        raise _damaged(path, f"it is not a PyTorch zip archive (it starts with {magic!r})")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            if len(pickles) == 1:
+                prefix = pickles[0][: -len("/data.pkl")]
+                with archive.open(pickles[0]) as f:
+                    return dict(_TensorUnpickler(f, archive, prefix).load())
+    except _NotATensor:
+        raise
+    except _ARCHIVE_ERRORS as error:
+        problem = f"its pickled tensors do not read back ({type(error).__name__}: {error})"
+        raise _damaged(path, problem) from None
+    raise _damaged(path, f"its archive holds {len(pickles)} data.pkl files, not one")
 
 
 def _read_safetensors(paths):
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     tensors = {}
     for path in paths:
-        tensors.update(load_file(path))
+        try:
+            tensors.update(load_file(path))
+        except SafetensorError as error:
+            raise _damaged(path, f"it is not a complete safetensors file ({error})") from None
     return tensors
 
 
@@ -187,13 +253,44 @@ def _google_to_canonical(name):
 def _read_google(prefix):
     import tensorflow as tf
 
-    reader = tf.train.load_checkpoint(prefix)
+    index = prefix + ".index"
+    shards, expected = [], set()
+    for path in sorted(glob.glob(glob.escape(prefix) + ".data-*")):
+        match = re.search(r"\.data-\d{5}-of-(\d{5})$", path)
+        if match:
+            shards.append(path)
+            total = int(match.group(1))
+            expected.update(f"{prefix}.data-{i:05d}-of-{total:05d}" for i in range(total))
+    missing = ([] if os.path.isfile(index) else [index]) + sorted(expected - set(shards))
+    if missing or not shards:
+        raise FileNotFoundError(
+            f"The TensorFlow checkpoint {prefix!r} lacks {missing or [prefix + '.data-*']}: "
+            f"a checkpoint is {os.path.basename(prefix)}.index plus its .data-* files. "
+            "Copy the missing files next to the others, or re-download the checkpoint."
+        )
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except tf.errors.OpError as error:
+        raise _damaged(
+            index, f"it is not a TensorFlow checkpoint index ({error.message})"
+        ) from None
     tensors = {}
     for name in reader.get_variable_to_shape_map():
         if _IGNORED.match(name):
             continue
         canonical, transpose = _google_to_canonical(name)
-        value = reader.get_tensor(name)
+        try:
+            value = reader.get_tensor(name)
+        except (tf.errors.OpError, IndexError) as error:
+            detail = error.message if isinstance(error, tf.errors.OpError) else str(error)
+            problem = f"variable {name!r} does not read back from it ({detail})"
+            if len(shards) == 1:
+                raise _damaged(shards[0], problem) from None
+            raise ValueError(
+                f"The TensorFlow checkpoint {prefix!r} cannot be read: {problem}, from "
+                f"one of {shards}. A .data-* file is damaged or incomplete (cut short "
+                f"while downloading or saving?); {_REDOWNLOAD}."
+            ) from None
         tensors[canonical] = value.T if transpose else value
     return tensors
 
@@ -226,13 +323,21 @@ def read_checkpoint(path) -> tuple[dict, dict]:
         return os.path.join(folder, name) if name in files else None
 
     if find("config.json"):
-        with open(find("config.json"), encoding="utf-8") as f:
-            config = json.load(f)
+        config = _read_json(find("config.json"))
         if find("model.safetensors"):
             tensors = _read_safetensors([find("model.safetensors")])
         elif find("model.safetensors.index.json"):
-            with open(find("model.safetensors.index.json"), encoding="utf-8") as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
+            index = find("model.safetensors.index.json")
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise _damaged(index, "it has no `weight_map` of tensor names to shard files")
+            shards = sorted(set(weight_map.values()))
+            missing = [shard for shard in shards if shard not in files]
+            if missing:
+                raise FileNotFoundError(
+                    f"{index} names shard files that are not in {folder!r}: {missing}; "
+                    "download them next to it, or re-download the whole checkpoint."
+                )
             tensors = _read_safetensors([os.path.join(folder, shard) for shard in shards])
         elif find("pytorch_model.bin"):
             tensors = _read_pytorch(find("pytorch_model.bin"))
@@ -243,8 +348,7 @@ def read_checkpoint(path) -> tuple[dict, dict]:
             )
         return config, _canonical(tensors)
     if find("bert_config.json"):
-        with open(find("bert_config.json"), encoding="utf-8") as f:
-            config = json.load(f)
+        config = _read_json(find("bert_config.json"))
         prefix = path if not os.path.isdir(path) else None
         if prefix is None:
             indexes = [name for name in files if name.endswith(".index")]
@@ -409,8 +513,9 @@ def export_tensors(model, table, prefix=""):
 def write_checkpoint(directory, config: dict, tensors: dict, tokenizer=None) -> str:
     """Writes a Hugging Face BERT folder: config.json, model.safetensors (+ tokenizer).
 
-    The folder is assembled under a temporary name and renamed when complete;
-    an existing non-empty folder is never touched.
+    The folder is assembled under a hidden staging name beside it and renamed
+    when complete (`tfbert.files.atomic_path`); a failure removes the staging
+    folder. An existing empty folder is replaced, a non-empty one never touched.
     """
     from safetensors.numpy import save_file
 
@@ -419,16 +524,21 @@ def write_checkpoint(directory, config: dict, tensors: dict, tokenizer=None) -> 
         raise FileExistsError(
             f"{directory!r} exists and is not empty; choose a new folder or delete it first."
         )
-    staging = directory.rstrip(os.sep) + ".incomplete"
-    if os.path.exists(staging):
-        raise FileExistsError(f"{staging!r} is left from an interrupted save; delete it first.")
-    os.makedirs(staging)
-    save_file(tensors, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
-    with open(os.path.join(staging, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-    if tokenizer is not None:
-        tokenizer.save_checkpoint(staging)
-    if os.path.isdir(directory):
-        os.rmdir(directory)  # empty, checked above
-    os.rename(staging, directory)
+    was_empty_folder = os.path.isdir(directory)
+    if was_empty_folder:
+        os.rmdir(directory)  # atomic_path never replaces a folder
+    try:
+        with atomic_path(directory, overwrite=False) as staging:
+            os.makedirs(staging)
+            save_file(
+                tensors, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"}
+            )
+            with open(os.path.join(staging, "config.json"), "w", encoding="utf-8") as f:
+                json.dump(config, f, indent=2)
+            if tokenizer is not None:
+                tokenizer.save_checkpoint(staging)
+    except BaseException:
+        if was_empty_folder:
+            os.makedirs(directory, exist_ok=True)
+        raise
     return directory
