@@ -22,8 +22,9 @@ def atomic_path(path, overwrite: bool = True):
     succeeds and removes it when the block raises.
 
     The block writes a file or a folder at the staging path (which does not
-    exist yet). The staging path is `.<name>.staging-<pid>` in the same folder,
-    so the final rename is atomic: a crash at any moment leaves either the
+    exist yet). The staging path is hidden in the same folder and keeps the
+    name's endings, which savers check (`.<stem>.staging-<pid>.weights.h5` for
+    `<stem>.weights.h5`), so the final rename is atomic: a crash at any moment leaves either the
     previous `path` or the complete new one, and at worst a hidden staging
     leftover, never a half-written `path`.
 
@@ -40,7 +41,8 @@ def atomic_path(path, overwrite: bool = True):
     if os.path.isdir(path) or (os.path.lexists(path) and not overwrite):
         raise FileExistsError(f"{path} already exists; nothing was written or replaced.")
     os.makedirs(folder, exist_ok=True)
-    staging = os.path.join(folder, f".{name}.staging-{os.getpid()}")
+    stem, dot, endings = name.partition(".")
+    staging = os.path.join(folder, f".{stem}.staging-{os.getpid()}{dot}{endings}")
     _remove(staging)  # left by an earlier crash of a process with this pid
     try:
         yield staging

@@ -109,3 +109,75 @@ def test_a_backup_of_another_model_is_refused(tmp_path):
     other.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="does not fit this model"):
         other.fit(x, y, epochs=2, verbose=0, callbacks=[TrainingBackup(backup)])
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Raises at optimizer step `step`, as a kill would stop the run there."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise KeyboardInterrupt
+
+
+def _dropout_model():
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    return model
+
+
+def _shuffled_batches():
+    """6 batches of 8, reshuffled every epoch from a fixed seed (a fresh
+    object stands for the dataset a restarted process builds)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(48, 4)).astype("float32"), rng.normal(size=(48, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    return dataset.shuffle(48, seed=5, reshuffle_each_iteration=True).batch(8)
+
+
+def test_a_fit_stopped_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
+    model = _dropout_model()
+    history = model.fit(_shuffled_batches(), epochs=3, verbose=0)
+    expected = model.get_weights()
+
+    backup = TrainingBackup(str(tmp_path / "backup"), save_freq=4)
+    model = _dropout_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(backup.resume(_shuffled_batches()), epochs=3, verbose=0,
+                  callbacks=[backup, _StopAt(11)])  # fmt: skip
+    latest = TrainingBackup.latest(str(tmp_path / "backup"))
+    # Backups after steps 4 and 6 (the epoch's end) and 4 steps later, at 10.
+    assert (latest["epoch"], latest["step"], latest["batches"]) == (1, 4, 10)
+
+    backup = TrainingBackup(str(tmp_path / "backup"), save_freq=4)
+    model = _dropout_model()
+    resumed = model.fit(backup.resume(_shuffled_batches()), epochs=3, verbose=0,
+                        callbacks=[backup])  # fmt: skip
+    for got, want in zip(model.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    assert resumed.epoch == [1, 2]
+    np.testing.assert_allclose(resumed.history["mae"], history.history["mae"][1:], rtol=1e-6)
+    assert not os.path.exists(tmp_path / "backup")
+
+
+def test_backup_settings_and_datasets_it_cannot_resume_are_refused(tmp_path):
+    for save_freq in (0, -5, "batch", True, 2.5):
+        with pytest.raises(ValueError, match="`save_freq` must be 'epoch' or a positive number"):
+            TrainingBackup(str(tmp_path), save_freq=save_freq)
+    unknown = _shuffled_batches().filter(lambda x, y: True)
+    with pytest.raises(ValueError, match="whose length tf.data does not know"):
+        TrainingBackup(str(tmp_path)).resume(unknown)
+    (tmp_path / "training_metadata.json").write_text('{"epochs": 3}')
+    with pytest.raises(ValueError, match="is not a tfbert training backup record"):
+        TrainingBackup.latest(str(tmp_path))

@@ -8,6 +8,7 @@ are compared.
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -52,13 +53,13 @@ def _config(tmp_path, name, corpus, vocabulary_file, **settings):
     return str(path)
 
 
-def _start(config, result, tf_config=None):
+def _start(config, result, tf_config=None, fault=""):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     if tf_config:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return subprocess.Popen(
-        [sys.executable, WORKER, config, str(result)],
+        [sys.executable, WORKER, config, str(result), fault],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -76,14 +77,24 @@ def _run(config, result, tf_config=None):
     return _finish(_start(config, result, tf_config))
 
 
+def _killed(config, result, fault, tf_config=None):
+    process = _start(config, result, tf_config, fault)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+
+
 def _weights(result):
     with np.load(result) as data:
         return [data[f"weight_{i}"] for i in range(len(data.files) - 1)]
 
 
-def _history(result):
+def _info(result):
     with np.load(result) as data:
-        return json.loads(str(data["history"]))
+        return json.loads(str(data["info"]))
+
+
+def _history(result):
+    return _info(result)["history"]
 
 
 def _max_difference(a, b):
@@ -121,8 +132,9 @@ def test_mirrored_over_two_cpu_devices_trains_like_one_device(
     tmp_path, corpus, vocabulary_file, single_device
 ):
     config = _config(tmp_path, "run", corpus, vocabulary_file, strategy="mirrored", cpu_replicas=2)
-    output = _run(config, tmp_path / "result.npz")
-    assert "2 replica(s) (MirroredStrategy)" in output
+    _run(config, tmp_path / "result.npz")
+    info = _info(tmp_path / "result.npz")
+    assert (info["strategy"], info["replicas"]) == ("MirroredStrategy", 2)
     weights, reference = _weights(tmp_path / "result.npz"), single_device[0]
     # Each replica gets 4 of the 8 examples. Global-norm clipping (1.0) is
     # active: Keras alone clips each replica's share and ends 4e-3 away.
@@ -139,9 +151,11 @@ def test_two_workers_fit_bert_pretrainer_like_one_process(
     config = _config(tmp_path, "run", corpus, vocabulary_file, strategy="multi_worker")
     ports = _free_ports(2)
     workers = [_start(config, tmp_path / f"worker{i}.npz", _cluster(ports, i)) for i in range(2)]
-    outputs = [_finish(worker) for worker in workers]
-    for output in outputs:
-        assert "2 replica(s) (MultiWorkerMirroredStrategy)" in output, output[-2000:]
+    for worker in workers:
+        _finish(worker)
+    for i in range(2):
+        info = _info(tmp_path / f"worker{i}.npz")
+        assert (info["strategy"], info["replicas"]) == ("MultiWorkerMirroredStrategy", 2)
     first, second = (_weights(tmp_path / f"worker{i}.npz") for i in range(2))
     assert _max_difference(first, second) == 0.0
     assert _max_difference(first, single_device[0]) < TOLERANCE
@@ -173,33 +187,64 @@ def test_gradient_accumulation_on_two_replicas_trains_like_on_one_device(
     )
 
 
-def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
-    tmp_path, corpus, vocabulary_file
-):
-    # AdamW with a schedule, and dropout: optimizer slots, random state and
-    # data order must all come back for the weights to match.
-    settings = dict(epochs=3, steps_per_epoch=6, dropout=0.1, backup=True)
-    _run(_config(tmp_path, "whole", corpus, vocabulary_file, **settings), tmp_path / "whole.npz")
+# Resumption: AdamW with a schedule, and dropout, so that optimizer slots,
+# random state and data order must all come back for the weights to match.
+# Backups every 2 steps; epochs of 6 steps.
+RESUMABLE = dict(epochs=3, steps_per_epoch=6, dropout=0.1, backup=True, backup_steps=2)
 
+
+@pytest.fixture(scope="module")
+def short_corpus(tmp_path_factory, imdb_reviews):
+    """7 batches of 8 examples."""
+    path = tmp_path_factory.mktemp("short") / "train.txt"
+    write_pretraining_text([text for text, _ in imdb_reviews[:10]], str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module", params=["one pass per epoch", "repeated"])
+def uninterrupted(request, tmp_path_factory, corpus, short_corpus, vocabulary_file):
+    """(settings, weights, info) of a run never killed. "one pass per epoch":
+    each epoch is a fresh pass over 6 of the data's 30 batches; "repeated":
+    the data (7 batches) repeats, and epochs are 10 steps of one stream."""
+    settings = dict(RESUMABLE, data=[corpus])
+    if request.param == "repeated":
+        settings.update(data=[short_corpus], steps_per_epoch=10, epochs=2)
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    _run(_config(tmp_path, "run", corpus, vocabulary_file, **settings), tmp_path / "run.npz")
+    return settings, _weights(tmp_path / "run.npz"), _info(tmp_path / "run.npz")
+
+
+def _assert_resumed_like(result, uninterrupted, resumed_epoch):
+    settings, weights, info = uninterrupted
+    assert _max_difference(_weights(result), weights) < TOLERANCE
+    # The resumed epoch's logs cover all its steps (the metrics' running
+    # totals were backed up too), not only those after the restart.
+    resumed = _info(result)
+    assert resumed["epochs_run"] == list(range(resumed_epoch, settings["epochs"]))
+    for name in ("loss", "mlm_loss", "nsp_accuracy"):
+        np.testing.assert_allclose(
+            resumed["history"][name], info["history"][name][resumed_epoch:], rtol=1e-5
+        )
+
+
+def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_weights(
+    tmp_path, corpus, vocabulary_file, uninterrupted
+):
+    settings = uninterrupted[0]
+    steps = settings["steps_per_epoch"]
+    # Any step inside an epoch except its first, and not just after a backup.
+    choices = [g for g in range(1, steps * settings["epochs"]) if g % steps and g % 2]
+    kill_at = random.Random().choice(choices)
     config = _config(tmp_path, "killed", corpus, vocabulary_file, **settings)
-    metadata = tmp_path / "killed" / "backup" / "training_metadata.json"
-    process = _start(config, tmp_path / "killed.npz")
-    deadline = time.monotonic() + 240
-    while not (metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1):
-        assert process.poll() is None, process.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "no backup after the first epoch"
-        time.sleep(0.02)
-    time.sleep(0.3)  # into the second epoch
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL
-    assert json.loads(metadata.read_text())["epoch"] == 1
+    _killed(config, tmp_path / "killed.npz", f"kill-at-step={kill_at}")
+    backup = json.loads((tmp_path / "killed" / "backup" / "training_metadata.json").read_text())
+    done = backup["epoch"] * steps + backup["step"]
+    assert 0 < kill_at - done <= settings["backup_steps"], (kill_at, backup)
+    assert backup["step"] > 0, backup  # a backup from inside the epoch
     assert not (tmp_path / "killed" / "pretrainer.keras").exists()
 
-    output = _run(config, tmp_path / "killed.npz")
-    assert "resuming after epoch 1" in output
-    resumed, whole = _weights(tmp_path / "killed.npz"), _weights(tmp_path / "whole.npz")
-    assert _max_difference(resumed, whole) < TOLERANCE
+    _run(config, tmp_path / "killed.npz")
+    _assert_resumed_like(tmp_path / "killed.npz", uninterrupted, backup["epoch"])
     assert not (tmp_path / "killed" / "backup").exists()  # removed once finished
 
     # A finished run is never overwritten.
@@ -207,6 +252,59 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
     output, _ = again.communicate(timeout=120)
     assert again.returncode != 0
     assert "already exists: that run finished" in output
+
+
+@pytest.mark.parametrize("uninterrupted", ["one pass per epoch"], indirect=True)
+def test_a_kill_while_a_backup_is_written_leaves_the_previous_backup_in_charge(
+    tmp_path, corpus, vocabulary_file, uninterrupted
+):
+    settings = uninterrupted[0]
+    config = _config(tmp_path, "killed", corpus, vocabulary_file, **settings)
+    # Backups after steps 2 and 4; the third (step 6, the end of the first
+    # epoch) dies with half of its weights file on disk.
+    _killed(config, tmp_path / "killed.npz", "kill-in-backup=3")
+    backup_dir = tmp_path / "killed" / "backup"
+    backup = json.loads((backup_dir / "training_metadata.json").read_text())
+    assert (backup["epoch"], backup["step"]) == (0, 4)
+    leftovers = [name for name in os.listdir(backup_dir) if ".staging-" in name]
+    assert len(leftovers) == 1 and leftovers[0].endswith(".weights.h5"), leftovers
+
+    _run(config, tmp_path / "killed.npz")
+    _assert_resumed_like(tmp_path / "killed.npz", uninterrupted, 0)
+
+
+@pytest.mark.large
+def test_two_killed_workers_resume_from_the_chiefs_backup(
+    tmp_path, corpus, vocabulary_file, single_device
+):
+    # single_device's run (no dropout: replicas draw other dropout masks than
+    # one device), on two workers, backed up every 2 steps of 4 per epoch.
+    settings = dict(strategy="multi_worker", backup=True, backup_steps=2)
+    config = _config(tmp_path, "run", corpus, vocabulary_file, **settings)
+    kill_at = 7  # inside the second epoch, a step after the backup of step 6
+    ports = _free_ports(2)
+    workers = [
+        _start(config, tmp_path / f"worker{i}.npz", _cluster(ports, i), f"kill-at-step={kill_at}")
+        for i in range(2)
+    ]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=300)
+        assert worker.returncode == -signal.SIGKILL, output[-3000:]
+    # Only the chief wrote the backup, which both workers restore.
+    backup = json.loads((tmp_path / "run" / "backup" / "training_metadata.json").read_text())
+    assert (backup["epoch"], backup["step"]) == (1, 2)
+
+    ports = _free_ports(2)
+    workers = [_start(config, tmp_path / f"worker{i}.npz", _cluster(ports, i)) for i in range(2)]
+    for worker in workers:
+        _finish(worker)
+    weights, history = single_device
+    for i in range(2):
+        assert _max_difference(_weights(tmp_path / f"worker{i}.npz"), weights) < TOLERANCE
+        info = _info(tmp_path / f"worker{i}.npz")
+        assert info["epochs_run"] == [1]
+        for name in ("loss", "mlm_loss", "nsp_accuracy"):
+            np.testing.assert_allclose(info["history"][name], history[name][1:], rtol=1e-5)
 
 
 def test_a_missing_worker_gives_an_error_not_a_hang(tmp_path, corpus, vocabulary_file):

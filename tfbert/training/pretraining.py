@@ -14,12 +14,7 @@ import keras
 from tfbert.models import BertBackbone, BertPretrainer
 from tfbert.models.bert.bert_presets import BERT_PRESETS
 from tfbert.text import BertTokenizer, pretraining_dataset, read_pretraining_tfrecords
-from tfbert.training.callbacks import (
-    TrainingBackup,
-    save_atomically,
-    skip_epochs,
-    training_callbacks,
-)
+from tfbert.training.callbacks import TrainingBackup, save_atomically, training_callbacks
 from tfbert.training.distributed_fit import is_chief
 from tfbert.training.learning_rate_schedule import (
     WarmupInverseSqrtDecay,
@@ -49,6 +44,8 @@ class PretrainingConfig:
     documents; masks drawn anew each epoch) or TFRecord shards from
     `write_pretraining_tfrecords` (names ending in .tfrecord; static masks).
     `batch_size` is global: each of R replicas gets batch_size / R.
+    `backup_steps` > 0 also backs up every that many steps (a killed run
+    then loses at most that many); 0 backs up at the end of each epoch.
     """
 
     data: list[str]
@@ -80,6 +77,7 @@ class PretrainingConfig:
     seed: int = 0
     verbose: int = 1
     backup: bool = True
+    backup_steps: int = 0
     tensorboard: bool = True
 
     def __post_init__(self):
@@ -93,6 +91,11 @@ class PretrainingConfig:
             raise ValueError(f"Unknown schedule {self.schedule!r}; use one of {SCHEDULES}.")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; use one of {OPTIMIZERS}.")
+        if self.backup_steps < 0:
+            raise ValueError(
+                f"`backup_steps` must be 0 (per epoch) or a positive number of steps; "
+                f"received {self.backup_steps}."
+            )
         if self.epochs < 1 or self.steps_per_epoch < 0:
             raise ValueError(
                 f"Need epochs >= 1 and steps_per_epoch >= 0; received epochs={self.epochs}, "
@@ -171,14 +174,15 @@ def _check_output_dir(output_dir: str) -> None:
         )
 
 
-def pretrain(config: PretrainingConfig):
+def pretrain(config: PretrainingConfig, callbacks=None):
     """Pretrains a BERT (masked LM + next sentence) with `fit`; returns
-    `(pretrainer, history)`.
+    `(pretrainer, history)`; `callbacks` (Keras callbacks) run after tfbert's.
 
     Runs under `resolve_strategy(config.strategy)` with its precision and
     compile options, BERT's optimizer and schedule, and `training_callbacks`
     in `config.output_dir`: a killed run started again with the same config
-    resumes from its last completed epoch. The trained model is written to
+    resumes from its last backup (epoch end, or every `backup_steps` steps)
+    and ends with the weights of an uninterrupted run. The trained model is written to
     `output_dir/pretrainer.keras` (by the chief); the config beside it.
     """
     _check_output_dir(config.output_dir)
@@ -215,10 +219,6 @@ def pretrain(config: PretrainingConfig):
             _dataset(config.validation_data, tokenizer, config, config.batch_size), strategy
         )
 
-    backup_dir = os.path.join(config.output_dir, "backup")
-    completed = TrainingBackup.completed_epochs(backup_dir) if config.backup else 0
-    train = skip_epochs(train, completed)
-
     updates = steps * config.epochs // max(1, config.gradient_accumulation_steps)
     overrides = {
         "vocabulary_size": tokenizer.vocabulary_size,
@@ -236,21 +236,32 @@ def pretrain(config: PretrainingConfig):
         os.makedirs(config.output_dir, exist_ok=True)
         with open(os.path.join(config.output_dir, "config.json"), "w", encoding="utf-8") as f:
             json.dump(dataclasses.asdict(config), f, indent=2)
+    extra_callbacks = list(callbacks or [])
+    callbacks = (
+        training_callbacks(
+            config.output_dir,
+            config.batch_size,
+            strategy=strategy,
+            backup=config.backup,
+            tensorboard=config.tensorboard,
+            backup_steps=config.backup_steps,
+        )
+        + extra_callbacks
+    )
+    resumed = ""
+    for callback in callbacks:
+        if isinstance(callback, TrainingBackup):
+            train = callback.resume(train)
+            latest = callback.latest(callback.backup_dir)
+            if latest:
+                resumed = f", resuming at epoch {latest['epoch'] + 1}, step {latest['step']}"
     if config.verbose:
-        resumed = f", resuming after epoch {completed}" if completed else ""
         print(
             f"      {strategy.num_replicas_in_sync} replica(s) "
             f"({strategy_name(strategy)}), precision {precision}, {steps} steps/epoch of "
             f"{config.batch_size}{resumed}",
             flush=True,
         )
-    callbacks = training_callbacks(
-        config.output_dir,
-        config.batch_size,
-        strategy=strategy,
-        backup=config.backup,
-        tensorboard=config.tensorboard,
-    )
     history = pretrainer.fit(
         train,
         validation_data=validation,
