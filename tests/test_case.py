@@ -1,4 +1,4 @@
-"""The shared test harness: what every tfbert layer must do."""
+"""The shared test harness: what every tfbert layer and model must do."""
 
 import os
 import tempfile
@@ -29,6 +29,19 @@ def _symbolic_inputs(input_data):
         name: keras.Input(shape=value.shape[1:], dtype=str(value.dtype), name=name)
         for name, value in input_data.items()
     }
+
+
+def assert_follows_dtype_policy(layer, policy="mixed_bfloat16"):
+    """Every sublayer of `layer` computes under `policy`: a sublayer built
+    without `dtype=self.dtype_policy` would run in float32 unnoticed, its
+    outputs cast back by the next layer."""
+    ignoring = [
+        f"{sublayer.path or sublayer.name} ({sublayer.dtype_policy.name})"
+        for sublayer in layer._flatten_layers(include_self=True, recursive=True)
+        if sublayer.dtype_policy.name != policy
+        and not isinstance(sublayer, keras.layers.InputLayer)
+    ]
+    assert not ignoring, f"sublayers ignore the layer's dtype policy {policy!r}: {ignoring}"
 
 
 def _first_float(structure):
@@ -126,10 +139,12 @@ def run_layer_test(
                 f"{weight.path} did not change after a training step"
             )
 
-    # Mixed precision: float32 variables, bfloat16 compute, finite outputs.
+    # Mixed precision: every sublayer under the policy, float32 variables,
+    # bfloat16 compute, finite outputs.
     if run_mixed_precision_check:
         layer = layer_cls(**{**init_kwargs, "dtype": "mixed_bfloat16"})
         output = layer(**input_data, **call_kwargs)
+        assert_follows_dtype_policy(layer)
         assert all(w.dtype == "float32" for w in layer.weights)
         for index, tensor in enumerate(keras.tree.flatten(output)):
             if "float" not in keras.backend.standardize_dtype(tensor.dtype):
@@ -140,3 +155,100 @@ def run_layer_test(
             )
             assert np.all(np.isfinite(ops.convert_to_numpy(ops.cast(tensor, "float32"))))
     return eager_output
+
+
+def run_model_test(
+    build,
+    input_data: dict,
+    targets=None,
+    sample_weight=None,
+    float32_outputs: tuple = (),
+    mixed_precision_atol: float = 0.1,
+    untrained_weights: tuple = (),
+):
+    """What every tfbert model must do: config round trip, `.keras` save/load
+    with equal outputs, XLA (`jit_compile=True`) equal to eager, mixed
+    precision close to float32 with every layer under the policy, and one
+    `fit` step (the model's own default loss) that changes every trainable
+    weight.
+
+    Args:
+        build: callable; `build(dtype=None)` returns a fresh built model
+            (`dtype` a Keras dtype policy for the whole model, or None).
+        input_data: dict of NumPy arrays (batch first), real data.
+        targets: labels for the `fit` step (None skips it).
+        sample_weight: optional `fit` sample weights.
+        float32_outputs: indices (flattened output order) that stay float32
+            under mixed precision (logits).
+        mixed_precision_atol: allowed difference between bfloat16 and float32
+            outputs of the same weights (plus 1% of the value).
+        untrained_weights: weight path suffixes that get no gradient from
+            the model's loss by design (an unused pooler).
+
+    Returns:
+        The model's eager outputs.
+    """
+    model = build()
+    expected = model(input_data, training=False)
+
+    config = model.get_config()
+    assert type(model).from_config(config).get_config() == config
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        restored = keras.saving.load_model(path)
+    assert type(restored) is type(model)
+    assert_all_close(restored(input_data, training=False), expected, atol=0.0)
+
+    compiled = build()
+    compiled.set_weights(model.get_weights())
+    compiled.compile(jit_compile=True)
+    batch_size = len(next(iter(input_data.values())))
+    outputs = compiled.predict(input_data, batch_size=batch_size, verbose=0)
+    assert_all_close(outputs, expected, atol=1e-5, rtol=1e-6, message="jit_compile=True vs eager")
+
+    mixed = build(dtype="mixed_bfloat16")
+    mixed.set_weights(model.get_weights())
+    assert_follows_dtype_policy(mixed)
+    with tempfile.TemporaryDirectory() as folder:
+        mixed.save(os.path.join(folder, "mixed.keras"))
+        assert_follows_dtype_policy(keras.saving.load_model(os.path.join(folder, "mixed.keras")))
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    mixed_outputs = keras.tree.flatten(mixed(input_data, training=False))
+    for index, (low, full) in enumerate(
+        zip(mixed_outputs, keras.tree.flatten(expected), strict=True)
+    ):
+        if "float" not in keras.backend.standardize_dtype(low.dtype):
+            continue
+        dtype = "float32" if index in float32_outputs else "bfloat16"
+        assert keras.backend.standardize_dtype(low.dtype) == dtype, (index, low.dtype)
+        np.testing.assert_allclose(
+            _to_numpy(ops.cast(low, "float32")),
+            _to_numpy(full),
+            atol=mixed_precision_atol,
+            rtol=0.01,
+            err_msg=f"mixed_bfloat16 vs float32, output {index}",
+        )
+
+    if targets is not None:
+        trained = build()
+        trained.set_weights(model.get_weights())
+        trained.compile(optimizer=keras.optimizers.SGD(0.1))
+        before = [np.array(w.numpy()) for w in trained.trainable_weights]
+        history = trained.fit(
+            input_data,
+            targets,
+            sample_weight=sample_weight,
+            batch_size=batch_size,
+            epochs=1,
+            verbose=0,
+        )
+        assert np.isfinite(history.history["loss"][0])
+        for weight, old in zip(trained.trainable_weights, before, strict=True):
+            if untrained_weights and weight.path.endswith(untrained_weights):
+                continue
+            assert not np.array_equal(old, weight.numpy()), (
+                f"{weight.path} did not change after a training step"
+            )
+    return expected

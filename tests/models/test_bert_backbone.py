@@ -1,11 +1,7 @@
-import os
-import tempfile
-
-import keras
 import numpy as np
 import pytest
 
-from tests.test_case import assert_all_close
+from tests.test_case import assert_all_close, run_model_test
 from tfbert.models import BERT_PRESETS, BertBackbone
 
 TINY = {
@@ -88,26 +84,12 @@ def test_hidden_states_and_attention_scores(real_inputs):
     assert_all_close(plain(real_inputs)["sequence_output"], out["sequence_output"], atol=0.0)
 
 
-def test_xla_matches_eager(real_inputs):
-    backbone = BertBackbone(**TINY)
-    eager = backbone(real_inputs)
-    backbone.compile(jit_compile=True)
-    compiled = backbone.predict(real_inputs, verbose=0, batch_size=8)
-    assert_all_close(compiled, eager, atol=1e-5)
+def test_model_harness(real_inputs):
+    # Config, .keras save/load, XLA, mixed bfloat16 (every layer), on real sentences.
+    def build(dtype=None):
+        return BertBackbone(**TINY, activation="gelu_approximate", dropout=0.0, dtype=dtype)
 
-
-def test_mixed_bfloat16_runs_close_to_float32(real_inputs):
-    reference = BertBackbone(**TINY)
-    mixed = BertBackbone(**TINY, dtype="mixed_bfloat16")
-    mixed.set_weights(reference.get_weights())
-    out = mixed(real_inputs)
-    assert keras.backend.standardize_dtype(out["sequence_output"].dtype) == "bfloat16"
-    assert all(w.dtype == "float32" for w in mixed.weights)
-    difference = np.abs(
-        np.asarray(keras.ops.cast(out["sequence_output"], "float32"))
-        - np.asarray(reference(real_inputs)["sequence_output"])
-    )
-    assert difference.max() < 0.1, difference.max()
+    run_model_test(build, real_inputs)
 
 
 def test_dropout_only_in_training(real_inputs):
@@ -120,19 +102,6 @@ def test_dropout_only_in_training(real_inputs):
         backbone(real_inputs)["sequence_output"],
         atol=0.0,
     )
-
-
-def test_keras_save_load_and_config_round_trip(real_inputs):
-    backbone = BertBackbone(**TINY, activation="gelu_approximate", dropout=0.0)
-    config = backbone.get_config()
-    assert BertBackbone.from_config(config).get_config() == config
-    expected = backbone(real_inputs)
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "backbone.keras")
-        backbone.save(path)
-        restored = keras.saving.load_model(path)
-    assert isinstance(restored, BertBackbone)
-    assert_all_close(restored(real_inputs), expected, atol=0.0)
 
 
 def test_bad_inputs_raise_clear_errors(real_inputs):

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.models.test_bert_backbone import TINY
+from tests.test_case import run_model_test
 from tfbert.models import BertBackbone, BertClassifier, TextClassifier
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir
 from tfbert.training import WarmupPolynomialDecay, create_adamw
@@ -72,6 +74,17 @@ def test_pairs_saving_and_raw_text_predictions(tmp_path, vocabulary_file):
     assert reloaded.predict_labels(questions, answers) == names
     again = reloaded.predict({"texts": questions, "pairs": answers}, verbose=0)
     np.testing.assert_allclose(again["probabilities"], out["probabilities"], atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_model_harness(real_inputs, pooling):
+    def build(dtype=None):
+        backbone = BertBackbone(**TINY, dtype=dtype)
+        return BertClassifier(backbone, num_classes=3, dropout=0.0, pooling=pooling)
+
+    untrained = () if pooling == "cls" else ("pooler/kernel", "pooler/bias")
+    labels = np.arange(8) % 3
+    run_model_test(build, real_inputs, labels, float32_outputs=(0,), untrained_weights=untrained)
 
 
 def test_bad_arguments_raise_clear_errors(vocabulary_file):

@@ -2,6 +2,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.models.test_bert_backbone import TINY
+from tests.test_case import run_model_test
 from tfbert.models import BertBackbone, BertQuestionAnswerer
 from tfbert.text import (
     BertTokenizer,
@@ -48,6 +50,21 @@ def test_minilm_learns_to_extract_spans_and_reloads(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path).predict(features.x, verbose=0)
     np.testing.assert_allclose(again["end_logits"], out["end_logits"], atol=1e-4)
+
+
+def test_model_harness(real_inputs):
+    def build(dtype=None):
+        return BertQuestionAnswerer(BertBackbone(**TINY, dtype=dtype))
+
+    lengths = real_inputs["padding_mask"].sum(axis=1)
+    spans = {"start_logits": lengths // 3, "end_logits": lengths // 2}
+    run_model_test(
+        build,
+        real_inputs,
+        spans,
+        float32_outputs=(0, 1),
+        untrained_weights=("pooler/kernel", "pooler/bias"),
+    )
 
 
 def test_bad_backbone_raises():

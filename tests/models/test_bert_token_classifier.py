@@ -2,6 +2,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.models.test_bert_backbone import TINY
+from tests.test_case import run_model_test
 from tfbert.models import BertBackbone, BertTokenClassifier
 from tfbert.text import (
     BertTokenizer,
@@ -34,6 +36,21 @@ def test_minilm_learns_real_entities_and_reloads(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(restored.predict(x, verbose=0), logits, atol=1e-5)
+
+
+def test_model_harness(real_inputs):
+    def build(dtype=None):
+        return BertTokenClassifier(BertBackbone(**TINY, dtype=dtype), num_labels=5, dropout=0.0)
+
+    # A label on every real piece, -100 (ignored) on padding.
+    labels = np.where(real_inputs["padding_mask"] == 1, real_inputs["token_ids"] % 5, -100)
+    run_model_test(
+        build,
+        real_inputs,
+        labels,
+        float32_outputs=(0,),
+        untrained_weights=("pooler/kernel", "pooler/bias"),
+    )
 
 
 def test_bad_arguments_raise_clear_errors():

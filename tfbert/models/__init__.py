@@ -2,6 +2,7 @@
 
 from tfbert.models.bert import (
     BERT_PRESETS,
+    IGNORE_LABEL,
     BertBackbone,
     BertClassifier,
     BertPretrainer,
@@ -13,6 +14,7 @@ from tfbert.models.distributed_trainer import DistributedTrainer
 
 __all__ = [
     "BERT_PRESETS",
+    "IGNORE_LABEL",
     "BertBackbone",
     "BertClassifier",
     "BertPretrainer",

@@ -10,7 +10,7 @@ when predicted exactly; precision, recall and F1 are micro-averaged.
 
 import numpy as np
 
-IGNORE_LABEL = -100
+from tfbert.models.bert.bert_token_classifier import IGNORE_LABEL
 
 
 def align_word_labels(tokenizer, sentences, labels=None, label_names=None):

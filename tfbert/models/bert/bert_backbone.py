@@ -132,7 +132,11 @@ class BertBackbone(DistributedTrainer):
             outputs["hidden_states"] = hidden_states
         if return_attention_scores:
             outputs["attention_scores"] = attention_scores
-        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        if dtype is not None:
+            # Functional models drop `dtype`; the heads built on this backbone
+            # and its saved config read the policy from here.
+            self.dtype_policy = dtype
 
         # === Config ===
         self.vocabulary_size = vocabulary_size

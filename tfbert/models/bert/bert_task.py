@@ -56,6 +56,11 @@ class BackboneModel(DistributedTrainer):
 
     CONFIG_ARGS: tuple = ()
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The backbone's policy, which the heads use (Functional drops `dtype`).
+        self.dtype_policy = self.backbone.dtype_policy
+
     def get_config(self):
         return {
             "name": self.name,

@@ -10,7 +10,9 @@ from tfbert.models.bert.bert_task import (
     check_backbone,
     head_dense,
 )
-from tfbert.text.word_labels import IGNORE_LABEL
+
+# Label of the positions the loss skips: every piece but a word's first, and padding.
+IGNORE_LABEL = -100
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
