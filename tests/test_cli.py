@@ -70,16 +70,18 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
         == 0
     )
     assert os.listdir(exported) == ["model.onnx"]
-    # A phone model with the tokenizer inside: int8 is refused, dynamic_int8 verified.
+    # A phone model with the tokenizer inside: int8 is refused, dynamic_int8 verified
+    # on 64 sentences and held to the export tests' bar (96% of Keras' labels).
     mobile = tmp_path / run / "mobile"
     argv = ["export", str(tmp_path / run / "sentiment.keras"), "--output-dir", str(mobile)]
     argv += ["--format", "litert", "--quantization", "int8", "--include-tokenizer"]
     with pytest.raises(ValueError, match="cannot calibrate through the tokenizer"):
         main(argv)
     argv[argv.index("int8")] = "dynamic_int8"
-    assert main(argv + ["--examples", "16"]) == 0
+    assert main(argv + ["--examples", "64"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
-    assert line.split()[0].endswith("model.tflite") and float(line.split()[-2][:-1]) >= 75, line
+    print(line)
+    assert line.split()[0].endswith("model.tflite") and float(line.split()[-2][:-1]) >= 96, line
     assert json.loads((mobile / "model.tflite.json").read_text())["inputs"] == {
         "text": {"dtype": "string", "shape": [1]}
     }

@@ -4,8 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from tfbert.export import check_ops, litert, run_litert
-from tfbert.export.saved_model import _outputs
+from tfbert.export import check_ops, litert, model_outputs, run_litert
 from tfbert.models import BertBackbone, BertClassifier
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir
 from tfbert.training import create_adamw
@@ -55,7 +54,7 @@ def test_float32_litert_matches_keras(tmp_path, tuned):
     )
     sample = {name: value[:40] for name, value in test_x.items()}
     got = run_litert(path, sample)
-    expected = _outputs(classifier, sample, None)
+    expected = model_outputs(classifier, sample)
     np.testing.assert_allclose(got["logits"], expected["logits"].numpy(), atol=1e-4)
     np.testing.assert_array_equal(got["label"], expected["label"].numpy())
 
@@ -73,7 +72,7 @@ def test_quantized_models_agree_with_float_on_1000_held_out_sentences(
     tmp_path, tuned, calibration
 ):
     classifier, _, test_x, test_y, _, _ = tuned
-    reference = _outputs(classifier, test_x, None)["label"].numpy()
+    reference = model_outputs(classifier, test_x)["label"].numpy()
     accuracy = float(np.mean(reference == test_y))
     assert accuracy > 0.70  # a trained model: agreement is not trivial
     float_size = os.path.getsize(
@@ -100,7 +99,7 @@ def test_quantized_models_agree_with_float_on_1000_held_out_sentences(
 def test_int8_with_every_dense_layer_in_int8_loses_labels(tmp_path, tuned, calibration):
     """Why "int8" keeps the feed-forward output projections float."""
     classifier, _, test_x, _, _, _ = tuned
-    reference = _outputs(classifier, test_x, None)["label"].numpy()
+    reference = model_outputs(classifier, test_x)["label"].numpy()
     path = litert(
         classifier,
         str(tmp_path / "all_int8.tflite"),
@@ -124,7 +123,7 @@ def test_tokenizer_inside_litert_takes_raw_text(tmp_path, tuned):
         label_names=["negative", "positive"],
     )
     got = run_litert(path, texts[:200])
-    expected = _outputs(classifier, tokenizer(texts[:200]), None)
+    expected = model_outputs(classifier, tokenizer(texts[:200]))
     np.testing.assert_allclose(got["logits"], expected["logits"].numpy(), atol=1e-4)
     metadata = json.loads(open(path + ".json").read())
     assert metadata["inputs"] == {"text": {"dtype": "string", "shape": [1]}}
@@ -146,7 +145,7 @@ def test_tokenizer_inside_litert_takes_raw_text(tmp_path, tuned):
     )
     questions, answers = texts[:50], texts[50:100]  # long pairs: both get truncated
     got = run_litert(pairs, {"text": questions, "text_pair": answers})
-    expected = _outputs(classifier, tokenizer(questions, answers), None)
+    expected = model_outputs(classifier, tokenizer(questions, answers))
     assert np.mean(got["label"] == expected["label"].numpy()) >= 0.96
     np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=0.1)
 
@@ -178,7 +177,18 @@ def test_bad_litert_requests_are_refused(tmp_path, tuned):
             sequence_length=LENGTH,
             float_layers=("ffn_out",),
         )
+    small = BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"])
+    with pytest.raises(ValueError, match="tokenizer has 6 tokens but the model's embedding has"):
+        litert(classifier, str(tmp_path / "m.tflite"), tokenizer=small)
     assert not os.listdir(tmp_path)
+    # A sidecar someone saved is not replaced either.
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "m.labels.txt").write_text("bad\ngood\n")
+    with pytest.raises(FileExistsError, match=r"m\.labels\.txt exists; pass overwrite=True"):
+        litert(classifier, str(tmp_path / "kept" / "m.tflite"), label_names=["neg", "pos"])
+    assert os.listdir(tmp_path / "kept") == ["m.labels.txt"]
+    (tmp_path / "kept" / "m.labels.txt").unlink()
+    (tmp_path / "kept").rmdir()
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n")  # another model's vocabulary
     with pytest.raises(FileExistsError, match="holds another vocabulary"):
         litert(classifier, str(tmp_path / "m.tflite"), tokenizer=tuned[1])

@@ -1,8 +1,9 @@
+import os
+
 import numpy as np
 import pytest
 
-from tfbert.export import onnx, run_onnx
-from tfbert.export.saved_model import _outputs
+from tfbert.export import model_outputs, onnx, run_onnx
 from tfbert.text import BertTokenizer
 
 
@@ -16,7 +17,7 @@ def test_onnx_runtime_matches_keras_at_two_batch_sizes_and_lengths(
         tokenizer = BertTokenizer(vocabulary_file, sequence_length=length)
         for batch in (texts[:1], texts):
             inputs = tokenizer(batch)
-            expected = _outputs(model, inputs, None)
+            expected = model_outputs(model, inputs)
             got = run_onnx(path, {name: value.numpy() for name, value in inputs.items()})
             assert sorted(got) == sorted(expected)
             for name, value in expected.items():
@@ -31,3 +32,7 @@ def test_onnx_refuses_to_overwrite_and_odd_names(tmp_path, sentiment):
     assert path.read_bytes() == b"a model someone saved"
     with pytest.raises(ValueError, match="end in .onnx"):
         onnx(sentiment, str(tmp_path / "model.bin"))
+    small = BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"])
+    with pytest.raises(ValueError, match="tokenizer has 6 tokens but the model's embedding has"):
+        onnx(sentiment.classifier, str(tmp_path / "other.onnx"), tokenizer=small)
+    assert os.listdir(tmp_path) == ["model.onnx"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbert.export import run_saved_model, saved_model, verify_saved_model
+from tfbert.export import check_ops, run_saved_model, saved_model, verify_saved_model
 from tfbert.text import BertTokenizer
 
 
@@ -82,3 +82,26 @@ def test_bad_exports_and_requests_get_clear_errors(tmp_path, sentiment, vocabula
             segment_ids=tf.constant([[0]]),
             padding_mask=tf.constant([[1]]),
         )
+
+
+def test_token_ids_outside_the_vocabulary_fail_clearly(tmp_path, tiny):
+    path = saved_model(tiny, str(tmp_path / "tiny"))
+    # The check runs on TF Serving: its ops are in the TF Serving manifest.
+    assert {"Assert", "Less", "LessEqual"} <= check_ops(
+        path, "tf-serving", signature="serve_token_ids"
+    )
+    serve = tf.saved_model.load(path).signatures["serve_token_ids"]
+    rest = {"segment_ids": tf.zeros((1, 3), tf.int32), "padding_mask": tf.ones((1, 3), tf.int32)}
+    assert serve(token_ids=tf.constant([[101, 30521, 102]]), **rest)["label"].shape == (1,)
+    refusal = r"token_ids must be in \[0, 30522\): the model has 30522 tokens; make the ids"
+    for bad in (30522, -1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
+            serve(token_ids=tf.constant([[101, bad, 102]]), **rest)
+    # The same in a process that has only TensorFlow, as TF Serving loads it.
+    request = {
+        "token_ids": [[101, 40000, 102]],
+        "segment_ids": [[0] * 3],
+        "padding_mask": [[1] * 3],
+    }
+    with pytest.raises(RuntimeError, match=refusal):
+        run_saved_model(path, [("serve_token_ids", request)])

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from tf_serving_double import TFServingDouble
 
-from tfbert.export import saved_model
-from tfbert.export.saved_model import _outputs
+from tfbert.export import model_outputs, saved_model
 from tfbert.models import BertBackbone, BertClassifier, TextClassifier
 from tfbert.serving import Client, ServingError
 from tfbert.text import BertTokenizer
@@ -57,7 +56,7 @@ def client_for(request, served):
 def test_raw_text_predictions_match_the_keras_model(served, client_for):
     model, texts, double, _, _ = served
     outputs = client_for().predict({"text": texts})
-    expected = _outputs(model.classifier, model.tokenizer(texts), LABELS)
+    expected = model_outputs(model.classifier, model.tokenizer(texts), LABELS)
     np.testing.assert_allclose(outputs["logits"], expected["logits"].numpy(), atol=1e-5)
     np.testing.assert_allclose(outputs["probabilities"].sum(-1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(outputs["label"], expected["label"].numpy())
@@ -77,7 +76,7 @@ def test_token_id_signature_and_versions(served, client_for):
     tokens = {k: v.numpy().tolist() for k, v in model.tokenizer(texts).items()}
     client = client_for(version=1)
     outputs = client.predict(tokens, signature="serve_token_ids")
-    expected = _outputs(model.classifier, model.tokenizer(texts), None)
+    expected = model_outputs(model.classifier, model.tokenizer(texts))
     np.testing.assert_allclose(outputs["logits"], expected["logits"].numpy(), atol=1e-5)
     labelled = client_for(version_label="stable").predict({"text": texts[:1]})
     assert labelled["label"].shape == (1,)

@@ -1,23 +1,36 @@
 """Export: TF Serving SavedModels, LiteRT and ONNX, each checked against the Keras model."""
 
+from tfbert.export.artifacts import export_artifacts
 from tfbert.export.litert import interpreter as litert_interpreter
 from tfbert.export.litert import litert, run_litert
 from tfbert.export.onnx import onnx, run_onnx
 from tfbert.export.op_check import check_ops, saved_model_ops
-from tfbert.export.saved_model import TOKEN_INPUTS, saved_model
-from tfbert.export.verify import run_saved_model, saved_model_cli_show, verify_saved_model
+from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, saved_model
+from tfbert.export.verify import (
+    VerificationError,
+    run_saved_model,
+    saved_model_cli_show,
+    verify_litert,
+    verify_onnx,
+    verify_saved_model,
+)
 
 __all__ = [
+    "TOKEN_INPUTS",
+    "VerificationError",
+    "check_ops",
+    "export_artifacts",
     "litert",
     "litert_interpreter",
-    "run_litert",
+    "model_outputs",
     "onnx",
+    "run_litert",
     "run_onnx",
-    "check_ops",
-    "saved_model_ops",
-    "TOKEN_INPUTS",
     "run_saved_model",
     "saved_model",
     "saved_model_cli_show",
+    "saved_model_ops",
+    "verify_litert",
+    "verify_onnx",
     "verify_saved_model",
 ]

@@ -7,6 +7,7 @@ path = litert(text_classifier, "sentiment.tflite", include_tokenizer=True)
 # input text (1,) string; the app links tensorflow-text's TFLite ops
 """
 
+import contextlib
 import json
 import os
 import re
@@ -17,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfbert.export.saved_model import TOKEN_INPUTS, _outputs, prepare
+from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, prepare
+from tfbert.files import atomic_path
 from tfbert.text.bert_tokenizer import kept_lengths
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
@@ -56,7 +58,10 @@ def litert(
 
     Args:
         model: a built tfbert backbone, `BertClassifier` or `TextClassifier`.
-        path: str ending in ".tflite"; kept unless `overwrite`.
+        path: str ending in ".tflite". It and its `.json` and label file are
+            kept unless `overwrite`; a folder's `vocab.txt` is shared and
+            never replaced. Each file appears complete or not at all
+            (written beside it and renamed), the model last.
         quantization: None (float32), "float16" (half-precision weights),
             "dynamic_int8" (int8 weights, float activations) or "int8"
             (8-bit weights and activations for the dense layers and the
@@ -81,8 +86,55 @@ def litert(
         float_layers: names of dense layers kept float under "int8"
             (default: the feed-forward output projections); () for none.
         pairs: bool, default False. With `include_tokenizer`, take text pairs.
+        overwrite: bool, default False. Replace an existing model, metadata
+            and label file at `path`.
     """
     model, tokenizer, label_names = prepare(model, tokenizer, label_names)
+    _check_request(
+        path,
+        quantization,
+        representative_data,
+        include_tokenizer,
+        tokenizer,
+        label_names,
+        overwrite,
+    )
+    vocabulary_text = _vocabulary_text(path, tokenizer)
+    if include_tokenizer:
+        names = ("text", "text_pair") if pairs else ("text",)
+        inputs = {name: {"dtype": "string", "shape": [1]} for name in names}
+    else:
+        inputs = {name: {"dtype": "int32", "shape": [1, sequence_length]} for name in TOKEN_INPUTS}
+    flatbuffer, output_names = _convert(
+        model,
+        inputs,
+        mobile_tokenizer(tokenizer, sequence_length) if include_tokenizer else None,
+        quantization,
+        representative_data,
+        float_layers,
+    )
+    metadata = {
+        "inputs": inputs,
+        "outputs": output_names,
+        "sequence_length": sequence_length,
+        "quantization": quantization or "float32",
+        "label_names": list(label_names) if label_names else None,
+        "tokenizer_inside": include_tokenizer,
+        "custom_ops": sorted(custom_ops(flatbuffer)),
+        "vocabulary": None,
+    }
+    _write_with_sidecars(path, flatbuffer, metadata, tokenizer, vocabulary_text, overwrite)
+    return path
+
+
+def _labels_path(path: str) -> str:
+    return path[: -len(".tflite")] + ".labels.txt"
+
+
+def _check_request(
+    path, quantization, representative_data, include_tokenizer, tokenizer, label_names, overwrite
+) -> None:
+    """Refuses, before any work, what `litert` cannot do or would overwrite."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; use one of {QUANTIZATIONS}.")
     if quantization == "int8" and representative_data is None:
@@ -104,33 +156,44 @@ def litert(
         )
     if not path.endswith(".tflite"):
         raise ValueError(f"LiteRT files end in .tflite; received {path!r}.")
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path.")
+    if not overwrite:
+        written = [path, path + ".json"] + ([_labels_path(path)] if label_names else [])
+        for existing in written:
+            if os.path.exists(existing):
+                raise FileExistsError(
+                    f"{existing} exists; pass overwrite=True or choose another path."
+                )
 
-    folder = os.path.dirname(os.path.abspath(path))
-    vocabulary_file = os.path.join(folder, "vocab.txt")
-    vocabulary_text = "\n".join(tokenizer.vocabulary) + "\n" if tokenizer else None
-    if tokenizer is not None and os.path.exists(vocabulary_file):
+
+def _vocabulary_text(path: str, tokenizer) -> str | None:
+    """The `vocab.txt` content for `tokenizer`; refuses a folder whose
+    `vocab.txt` holds another vocabulary."""
+    if tokenizer is None:
+        return None
+    text = "\n".join(tokenizer.vocabulary) + "\n"
+    vocabulary_file = os.path.join(os.path.dirname(os.path.abspath(path)), "vocab.txt")
+    if os.path.exists(vocabulary_file):
         with open(vocabulary_file, encoding="utf-8") as f:
-            if f.read() != vocabulary_text:
+            if f.read() != text:
                 raise FileExistsError(
                     f"{vocabulary_file} holds another vocabulary than this model's "
                     "tokenizer; export to another folder (each folder has one vocab.txt)."
                 )
+    return text
 
-    if include_tokenizer:
-        pack = mobile_tokenizer(tokenizer, sequence_length)
-        names = ("text", "text_pair") if pairs else ("text",)
-        signature = {name: tf.TensorSpec((1,), tf.string, name=name) for name in names}
-    else:
-        signature = {
-            name: tf.TensorSpec((1, sequence_length), tf.int32, name=name) for name in TOKEN_INPUTS
-        }
 
-    def serve(inputs):
-        if include_tokenizer:
-            inputs = pack(*(inputs[name] for name in names))
-        outputs = _outputs(model, inputs, None)
+def _convert(model, inputs, pack, quantization, representative_data, float_layers):
+    """(flatbuffer, sorted output names) of `model` behind the `inputs`
+    signature (metadata form); `pack` turns string inputs into token ids."""
+    signature = {
+        name: tf.TensorSpec(spec["shape"], tf.as_dtype(spec["dtype"]), name=name)
+        for name, spec in inputs.items()
+    }
+
+    def serve(features):
+        if pack is not None:
+            features = pack(*(features[name] for name in inputs))
+        outputs = model_outputs(model, features)
         return {name: value for name, value in outputs.items() if value.dtype != tf.string}
 
     # Through a SavedModel, as Keras' own LiteRT export does: the converter
@@ -141,7 +204,7 @@ def litert(
     with tempfile.TemporaryDirectory(prefix="tfbert-litert-") as saved:
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.allow_custom_ops = include_tokenizer
+        converter.allow_custom_ops = pack is not None
         if quantization is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantization == "float16":
@@ -158,43 +221,36 @@ def litert(
             flatbuffer = converter.convert()
         signatures = tf.saved_model.load(saved).signatures
         output_names = sorted(signatures["serving_default"].structured_outputs)
-    custom = sorted(custom_ops(flatbuffer))
+    return flatbuffer, output_names
 
-    os.makedirs(folder, exist_ok=True)
-    staged = os.path.join(folder, f".staged-{os.getpid()}-{os.path.basename(path)}")
-    with open(staged, "wb") as f:
-        f.write(flatbuffer)
-    os.replace(staged, path)
-    if include_tokenizer:
-        inputs = {name: {"dtype": "string", "shape": [1]} for name in names}
-    else:
-        inputs = {name: {"dtype": "int32", "shape": [1, sequence_length]} for name in TOKEN_INPUTS}
-    metadata = {
-        "inputs": inputs,
-        "outputs": output_names,
-        "sequence_length": sequence_length,
-        "quantization": quantization or "float32",
-        "label_names": list(label_names) if label_names else None,
-        "tokenizer_inside": include_tokenizer,
-        "custom_ops": custom,
-        "vocabulary": None,
-    }
+
+def _write_with_sidecars(path, flatbuffer, metadata, tokenizer, vocabulary_text, overwrite):
+    """Writes the model, `<path>.json`, the label file and (when the folder
+    has none) `vocab.txt`, each staged and renamed; the model is renamed
+    last, so an app that finds it finds its sidecars."""
+    files = {path: flatbuffer}
+    label_names = metadata["label_names"]
     if label_names:
         # One class name per line, line i for label i: what Android's and
         # iOS' text-classification samples read.
-        labels = path[: -len(".tflite")] + ".labels.txt"
-        with open(labels, "w", encoding="utf-8") as f:
-            f.write("\n".join(str(name) for name in label_names) + "\n")
+        labels = _labels_path(path)
+        files[labels] = ("\n".join(str(name) for name in label_names) + "\n").encode()
         metadata["label_file"] = os.path.basename(labels)
+    shared = set()
     if tokenizer is not None:
-        if not os.path.exists(vocabulary_file):
-            with open(vocabulary_file, "w", encoding="utf-8") as f:
-                f.write(vocabulary_text)
+        vocabulary_file = os.path.join(os.path.dirname(os.path.abspath(path)), "vocab.txt")
+        if not os.path.exists(vocabulary_file):  # else it holds this vocabulary
+            files[vocabulary_file] = vocabulary_text.encode()
+            shared.add(vocabulary_file)
         metadata["vocabulary"] = "vocab.txt"
         metadata["lowercase"] = tokenizer.lowercase
-    with open(path + ".json", "w", encoding="utf-8") as f:
-        json.dump(metadata, f, indent=2)
-    return path
+    files[path + ".json"] = json.dumps(metadata, indent=2).encode()
+    with contextlib.ExitStack() as stack:  # renames in reverse order: the model last
+        for target, content in files.items():
+            replace = overwrite and target not in shared
+            staging = stack.enter_context(atomic_path(target, overwrite=replace))
+            with open(staging, "wb") as f:
+                f.write(content)
 
 
 def mobile_tokenizer(tokenizer, sequence_length: int):
@@ -222,27 +278,20 @@ def mobile_tokenizer(tokenizer, sequence_length: int):
         lower_case_nfd_strip_accents=tokenizer.lowercase,
         support_detokenization=False,
     )
-    pad, cls, sep = tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
+    from tfbert.text.bert_tokenizer import pack_segments
 
     def pack(*texts):
         segments = [fast.tokenize(text).flat_values for text in texts]
         budget = sequence_length - 1 - len(segments)
         keep = kept_lengths([tf.shape(segment)[0] for segment in segments], budget)
-        ids, kinds = [tf.constant([cls])], [tf.constant([0])]
-        for index, (segment, limit) in enumerate(zip(segments, keep, strict=True)):
-            piece = tf.concat([segment[:limit], [sep]], axis=0)
-            ids.append(piece)
-            kinds.append(tf.fill(tf.shape(piece), index))
-        token_ids = tf.concat(ids, axis=0)
-        padding = [[0, sequence_length - tf.shape(token_ids)[0]]]
-        token_ids = tf.pad(token_ids, padding, constant_values=pad)
-        segment_ids = tf.pad(tf.concat(kinds, axis=0), padding)
-        outputs = {
-            "token_ids": token_ids,
-            "segment_ids": segment_ids,
-            "padding_mask": tf.cast(token_ids != pad, tf.int32),
-        }
-        return {name: tf.reshape(value, (1, sequence_length)) for name, value in outputs.items()}
+        # One dense row (1, pieces) per segment: no ragged ops, which LiteRT lacks.
+        return pack_segments(
+            [segment[None, :limit] for segment, limit in zip(segments, keep, strict=True)],
+            sequence_length,
+            cls_id=tokenizer.cls_token_id,
+            sep_id=tokenizer.sep_token_id,
+            pad_id=tokenizer.pad_token_id,
+        )
 
     return pack
 

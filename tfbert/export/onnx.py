@@ -5,7 +5,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfbert.export.saved_model import TOKEN_INPUTS, _outputs, prepare
+from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, prepare
+from tfbert.files import atomic_path
 
 
 def _erfc_as_one_minus_erf(ctx, node, name, args):
@@ -33,9 +34,12 @@ def onnx(model, path: str, opset: int = 17, tokenizer=None, overwrite: bool = Fa
 
     Args:
         model: a tfbert backbone or backbone model (built).
-        path: str, ending in ".onnx". An existing file is kept unless `overwrite`.
+        path: str, ending in ".onnx". An existing file is kept unless
+            `overwrite`; the file appears complete or not at all (written
+            beside it and renamed).
         opset: int, default 17.
         tokenizer: optional; checked against the model's vocabulary size.
+        overwrite: bool, default False.
     """
     import tf2onnx
 
@@ -49,23 +53,16 @@ def onnx(model, path: str, opset: int = 17, tokenizer=None, overwrite: bool = Fa
     @tf.function(input_signature=signature)
     def serve(token_ids, segment_ids, padding_mask):
         inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
-        return _outputs(model, inputs, None)
+        return model_outputs(model, inputs)
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    staged = os.path.join(folder, f".staged-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    with atomic_path(path, overwrite=overwrite) as staging:
         tf2onnx.convert.from_function(
             serve,
             input_signature=signature,
             opset=opset,
-            output_path=staged,
+            output_path=staging,
             custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
         )
-        os.replace(staged, path)
-    finally:
-        if os.path.exists(staged):
-            os.remove(staged)
     return path
 
 

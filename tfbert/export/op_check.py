@@ -3,21 +3,22 @@
 Targets:
 - "tf-serving": a SavedModel's ops against those of TensorFlow 2.12 +
   tensorflow-text 2.12.1, the text ops TF Serving bundles
-  (export/tf-serving-ops.txt).
+  (manifests/tf-serving-ops.txt).
 - "litert": a .tflite file's custom ops against those tensorflow-text's
-  LiteRT registrar runs (export/litert-tftext-ops.txt).
+  LiteRT registrar runs (manifests/litert-tftext-ops.txt).
 - "onnx": a SavedModel's ops against those tf2onnx can convert at the opset.
 
-Manifests live in the repository's top-level `export/` folder, one op name
-per line, each with a header saying how it was made.
+The manifests ship in the package (`tfbert/export/manifests/`, package
+data), one op name per line, each with a header saying how it was made; the
+repository's `export/make_*_manifest.py` scripts rebuild them.
 """
 
 import os
+from importlib import resources
 
 from tensorflow.core.protobuf import saved_model_pb2
 
 TARGETS = ("tf-serving", "litert", "onnx")
-MANIFEST_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "export")
 MANIFESTS = {"tf-serving": "tf-serving-ops.txt", "litert": "litert-tftext-ops.txt"}
 # Graph plumbing tf2onnx resolves itself (freezing, inlining), not op handlers.
 ONNX_PLUMBING = {
@@ -30,6 +31,9 @@ ONNX_PLUMBING = {
     "ReadVariableOp",
     "StatefulPartitionedCall",
     "PartitionedCall",
+    # Dropped with the checks it guards (serve_token_ids' id range): ONNX has
+    # no assertions; tf2onnx converts the rest of the signature.
+    "Assert",
 }
 
 
@@ -109,16 +113,18 @@ def _called_functions(node) -> list[str]:
 
 
 def read_manifest(target: str) -> set[str]:
-    if target not in TARGETS:
-        raise ValueError(f"Unknown target {target!r}; use one of {list(TARGETS)}.")
-    path = os.path.join(MANIFEST_DIR, MANIFESTS[target])
-    if not os.path.isfile(path):
+    """The op names in `target`'s manifest (package data of tfbert.export)."""
+    if target not in MANIFESTS:
+        raise ValueError(f"No op manifest for {target!r}; there are {sorted(MANIFESTS)}.")
+    manifest = resources.files("tfbert.export").joinpath("manifests", MANIFESTS[target])
+    if not manifest.is_file():
         raise FileNotFoundError(
-            f"The op manifest {path} is missing; it ships in the tfbert repository's "
-            "export/ folder (see the make_*_manifest.py scripts there)."
+            f"The op manifest {manifest} is missing: this tfbert installation lacks its "
+            "package data. Reinstall tfbert (pip install --force-reinstall tfbert), or "
+            "rebuild it with the repository's export/make_*_manifest.py scripts."
         )
-    with open(path, encoding="utf-8") as f:
-        return {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
 def onnx_convertible_ops(opset: int = 17) -> set[str]:

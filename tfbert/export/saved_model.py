@@ -6,12 +6,13 @@ path = saved_model(text_classifier, "exports/sentiment")   # exports/sentiment/1
 """
 
 import os
-import shutil
 
 import keras
 import tensorflow as tf
 
-from tfbert.models import BertBackbone, BertClassifier, TextClassifier
+from tfbert.files import atomic_path
+from tfbert.models import BertClassifier, TextClassifier
+from tfbert.models.bert.vocabulary_check import check_vocabulary, model_vocabulary_size
 
 TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -30,24 +31,13 @@ def prepare(model, tokenizer=None, label_names=None):
         tokenizer = tokenizer or model.tokenizer
         label_names = label_names or model.label_names
         model = model.classifier
-    _check(model, tokenizer)
-    return float32_copy(model), tokenizer, label_names
-
-
-def _check(model, tokenizer):
     if not model.built:
         raise ValueError(
             f"{type(model).__name__} is not built; call it on a batch (or train it) "
             "before exporting."
         )
-    backbone = model if isinstance(model, BertBackbone) else getattr(model, "backbone", None)
-    if tokenizer is not None and backbone is not None:
-        if tokenizer.vocabulary_size != backbone.vocabulary_size:
-            raise ValueError(
-                f"The tokenizer has {tokenizer.vocabulary_size} tokens but the model's "
-                f"embedding has {backbone.vocabulary_size}: not the tokenizer it was "
-                "trained with. Pass the tokenizer (vocab.txt) the model was trained on."
-            )
+    check_vocabulary(tokenizer, model)
+    return float32_copy(model), tokenizer, label_names
 
 
 def computes_in_low_precision(model) -> bool:
@@ -81,7 +71,12 @@ def float32_copy(model):
     return copy
 
 
-def _outputs(model, token_inputs, label_names):
+def model_outputs(model, token_inputs, label_names=None) -> dict:
+    """What every export of `model` returns for a token-id dict: the model's
+    named outputs (`logits` for a bare tensor) in float32 and, for a
+    `BertClassifier`, `probabilities`, `label` (int32) and, with
+    `label_names`, `label_name` (strings). The reference that verification
+    compares each runtime with."""
     outputs = model(token_inputs, training=False)
     if not isinstance(outputs, dict):
         outputs = {"logits": outputs}
@@ -111,7 +106,11 @@ def saved_model(
             a tokenizer it is `serve_token_ids`.
         serve_token_ids: `token_ids`, `segment_ids`, `padding_mask`, int32
             (batch, length), any batch size and length up to the model's
-            `max_sequence_length`.
+            `max_sequence_length`. Token ids outside [0, vocabulary size)
+            fail the request with `InvalidArgumentError` ("token_ids must
+            be in [0, V): the model has V tokens; ...", HTTP 400 on TF
+            Serving) on every device, instead of an embedding-lookup error
+            on CPU and silent zero vectors on GPU.
     Mixed-precision models are exported in float32 (`float32_copy`).
     Outputs: a backbone gives `sequence_output` and `pooled_output`; a
     classifier `logits`, `probabilities`, `label` (and `label_name` with
@@ -123,7 +122,8 @@ def saved_model(
         export_dir: str. The model's folder in TF Serving's model base path.
         tokenizer: `BertTokenizer` or None.
         version: int or None. Default: one more than the highest existing
-            version. An existing version is never overwritten.
+            version. An existing version is never overwritten; the version
+            appears complete or not at all (written beside it and renamed).
         pairs: bool, default False. `serving_default` takes text pairs.
         label_names: list of str or None, for classifiers.
 
@@ -151,8 +151,13 @@ def saved_model(
         name: tf.TensorSpec((None, None), tf.int32, name=name) for name in TOKEN_INPUTS
     }
 
+    vocabulary_size = model_vocabulary_size(model)
+
     def serve_token_ids(inputs):
-        return _outputs(model, inputs, label_names)
+        if vocabulary_size is not None:
+            checked = _checked_token_ids(inputs["token_ids"], vocabulary_size)
+            inputs = dict(inputs, token_ids=checked)
+        return model_outputs(model, inputs, label_names)
 
     archive.add_endpoint("serve_token_ids", serve_token_ids, input_signature=[token_signature])
     if tokenizer is not None:
@@ -163,19 +168,33 @@ def saved_model(
 
         def serve_text(inputs):
             token_inputs = tokenizer(inputs["text"], inputs.get("text_pair"))
-            return _outputs(model, token_inputs, label_names)
+            return model_outputs(model, token_inputs, label_names)
 
         archive.add_endpoint("serving_default", serve_text, input_signature=[text_signature])
     else:
         archive.add_endpoint("serving_default", serve_token_ids, input_signature=[token_signature])
 
-    os.makedirs(export_dir, exist_ok=True)
-    staging = os.path.join(export_dir, f".staging-{version}-{os.getpid()}")
-    try:
+    # The staging folder (".<version>.staging-<pid>") is no version number,
+    # so TF Serving, polling export_dir, never loads a half-written model.
+    with atomic_path(final, overwrite=False) as staging:
         archive.write_out(staging, verbose=False)
-        if os.path.exists(final):
-            raise FileExistsError(f"{final} appeared while exporting; nothing was replaced.")
-        os.rename(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def _checked_token_ids(token_ids, vocabulary_size: int):
+    """`token_ids`, after asserting each indexes the embedding: TensorFlow's
+    gather fails on CPU with "indices[i,j] = k is not in [0, V)" and returns
+    zeros on GPU. TF Serving's ops include Assert; the ONNX and LiteRT
+    exports do not go through this signature."""
+    # No quotes in it: TensorFlow's error text would escape them.
+    message = (
+        f"token_ids must be in [0, {vocabulary_size}): the model has {vocabulary_size} "
+        "tokens; make the ids with the tokenizer (vocab.txt) it was trained with"
+    )
+    size = tf.constant(vocabulary_size, tf.int32)
+    checks = [
+        tf.debugging.assert_non_negative(token_ids, message=message),
+        tf.debugging.assert_less(token_ids, size, message=message),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(token_ids)

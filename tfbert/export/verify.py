@@ -1,13 +1,26 @@
-"""Checks an exported artifact against the Keras model, in a fresh process."""
+"""Checks exported artifacts against the Keras model they came from.
+
+report = verify_saved_model(path, text_classifier, texts)   # fresh process, 1e-5
+report = verify_onnx("model.onnx", text_classifier, texts)  # ONNX Runtime, 1e-4
+report = verify_litert("model.tflite", text_classifier, texts)
+# {"artifact", "size", "max_abs_diff", "label_agreement", "batch1_ms", "requests"};
+# a failed check raises VerificationError naming the artifact, check and numbers.
+"""
 
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
+
+from tfbert.export.litert import interpreter, run_litert
+from tfbert.export.onnx import run_onnx
+from tfbert.export.saved_model import model_outputs, prepare
 
 # Runs in a fresh interpreter that imports only TensorFlow and tensorflow-text,
 # as TF Serving would load the model: no tfbert, no Keras.
@@ -84,22 +97,112 @@ def run_saved_model(path: str, requests: list) -> list[dict]:
     return answers
 
 
-def max_difference(expected: dict, actual: dict) -> float:
-    """Largest absolute difference over the float outputs both dicts share."""
+class VerificationError(ValueError):
+    """An exported artifact does not behave like the Keras model it came
+    from; the message names the artifact, the failed check and its numbers."""
+
+
+# Share of the Keras model's labels a quantized LiteRT model must keep by
+# default (fine-tuned MiniLM, 1,000 held-out sentences: float16 100%,
+# dynamic_int8 99.2%, int8 98.1%; tests/export/test_litert.py).
+LABEL_AGREEMENT = {"float16": 0.99, "dynamic_int8": 0.96, "int8": 0.96}
+
+
+def median_ms(call, repeats: int = 20) -> float:
+    """Median wall time of `call()` in milliseconds over `repeats` calls,
+    after one warm-up call (tracing, allocation)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def artifact_size(path: str) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(path)
+        for name in names
+    )
+
+
+def max_difference(expected: dict, actual: dict, artifact: str = "the artifact") -> float:
+    """Largest absolute difference over the float outputs both dicts share
+    (labels are compared by `label_agreement`); raises `VerificationError`
+    when they share none or a shape differs."""
     shared = [name for name in expected if name in actual]
     if not shared:
-        raise ValueError(f"No outputs in common: {sorted(expected)} vs {sorted(actual)}.")
+        raise VerificationError(
+            f"{artifact} fails the output check: it returns {sorted(actual)}, the Keras "
+            f"model {sorted(expected)}; no output in common."
+        )
     worst = 0.0
     for name in shared:
         a, b = np.asarray(expected[name]), np.asarray(actual[name])
         if a.shape != b.shape:
-            raise AssertionError(f"Output {name!r}: shape {b.shape}, expected {a.shape}.")
-        worst = max(worst, float(np.max(np.abs(a.astype("float64") - b.astype("float64")))))
+            raise VerificationError(
+                f"{artifact} fails the shape check: output {name!r} has shape {b.shape}, "
+                f"the Keras model's {a.shape}."
+            )
+        if a.dtype.kind == "f":
+            worst = max(worst, float(np.max(np.abs(a.astype("float64") - b.astype("float64")))))
     return worst
 
 
+def _numeric(outputs: dict) -> dict:
+    """NumPy copies of the non-string outputs."""
+    arrays = {name: np.asarray(value) for name, value in outputs.items()}
+    return {name: value for name, value in arrays.items() if value.dtype.kind in "biuf"}
+
+
+def _check_difference(artifact: str, differences: list[float], atol: float | None) -> float:
+    worst = max(differences)
+    if atol is not None and worst > atol:
+        raise VerificationError(
+            f"{artifact} fails the output check: it differs from the Keras model by up to "
+            f"{worst:.3g} (allowed {atol:g}; per request {[f'{d:.3g}' for d in differences]}). "
+            "Was it exported from this model? Export it again from the model you verify "
+            "against."
+        )
+    return worst
+
+
+def _label_agreement(expected: dict, actual: dict) -> float | None:
+    """Share of examples whose `label` equals the Keras model's; None
+    without labels (not a classifier)."""
+    if "label" not in expected or "label" not in actual:
+        return None
+    return float(np.mean(np.asarray(expected["label"]) == np.asarray(actual["label"])))
+
+
+def _with_length(tokenizer, length: int):
+    return type(tokenizer).from_config({**tokenizer.get_config(), "sequence_length": length})
+
+
+def _report(path, max_abs_diff, label_agreement, batch1_ms, requests) -> dict:
+    return {
+        "artifact": path,
+        "size": artifact_size(path),
+        "max_abs_diff": max_abs_diff,
+        "label_agreement": label_agreement,
+        "batch1_ms": batch1_ms,
+        "requests": requests,
+    }
+
+
 def verify_saved_model(
-    path: str, model, texts, tokenizer=None, lengths=(16, 48), atol: float = 1e-5
+    path: str,
+    model,
+    texts,
+    tokenizer=None,
+    lengths=(16, 48),
+    atol: float = 1e-5,
+    latency_repeats: int = 0,
 ) -> dict:
     """Checks the SavedModel at `path` against `model`; returns a report.
 
@@ -107,44 +210,191 @@ def verify_saved_model(
     imports only tensorflow and tensorflow_text calls `serving_default` on
     raw `texts` (paired with themselves reversed when it takes `text_pair`)
     at batch sizes 1 and len(texts), and
-    `serve_token_ids` at two sequence `lengths`, and every float output must
-    match the Keras model within `atol`. A mixed-precision model is
-    compared as the float32 copy that `saved_model` exports.
-    """
-    from tfbert.export.saved_model import _outputs, prepare
+    `serve_token_ids` at two sequence `lengths`, and every float output
+    must match the Keras model within `atol` (labels then agree but at
+    near-ties; `label_agreement` reports them). A
+    mixed-precision model is compared as the float32 copy that
+    `saved_model` exports.
 
+    Args:
+        latency_repeats: int, default 0. When > 0, also the median time of
+            a batch-1 `serve_token_ids` call (loaded in this process).
+
+    Returns:
+        {"artifact": path, "size": bytes, "max_abs_diff", "label_agreement"
+        (share of `serving_default` labels equal to Keras'; None for models
+        without labels), "batch1_ms" (None unless timed), "requests"}.
+
+    Raises:
+        VerificationError: a signature is missing or an output differs.
+    """
     model, tokenizer, label_names = prepare(model, tokenizer)
     if tokenizer is None:
         raise ValueError("verify_saved_model needs the tokenizer that makes the token ids.")
+    artifact = f"SavedModel {path}"
     texts = [str(text) for text in texts]
     requests, expected = [], []
     listing = saved_model_cli_show(path)
     for signature in ("serving_default", "serve_token_ids"):
         if f"signature_def['{signature}']" not in listing:
-            raise AssertionError(f"{path} has no {signature!r} signature:\n{listing[:2000]}")
+            raise VerificationError(
+                f"{artifact} fails the signature check: it has no {signature!r} signature "
+                f"(export it with tfbert.export.saved_model):\n{listing[:2000]}"
+            )
     pairs = "['text_pair']" in listing
     for batch in ({"text": texts[:1]}, {"text": texts}):
         if pairs:  # second segments: the same texts in reverse order
             batch["text_pair"] = batch["text"][::-1]
         requests.append(("serving_default", batch))
-        expected.append(
-            _outputs(model, tokenizer(batch["text"], batch.get("text_pair")), label_names)
-        )
-    config = tokenizer.get_config()
+        token_inputs = tokenizer(batch["text"], batch.get("text_pair"))
+        expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
     for length in lengths:
-        short = type(tokenizer).from_config({**config, "sequence_length": length})
-        inputs = {name: value.numpy().tolist() for name, value in short(texts).items()}
-        requests.append(("serve_token_ids", inputs))
-        expected.append(_outputs(model, short(texts), label_names))
+        token_inputs = _with_length(tokenizer, length)(texts)
+        requests.append(
+            ("serve_token_ids", {k: v.numpy().tolist() for k, v in token_inputs.items()})
+        )
+        expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
     answers = run_saved_model(path, requests)
     differences = [
-        max_difference({k: np.asarray(v) for k, v in want.items() if v.dtype != "string"}, got)
-        for want, got in zip(expected, answers, strict=True)
+        max_difference(want, got, artifact) for want, got in zip(expected, answers, strict=True)
     ]
-    worst = max(differences)
-    if worst > atol:
-        raise AssertionError(
-            f"{path} differs from the Keras model by {worst:.3g} (allowed {atol:g}); "
-            f"per request: {[f'{d:.3g}' for d in differences]}."
+    worst = _check_difference(artifact, differences, atol)
+    batch1_ms = None
+    if latency_repeats > 0:
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(path).signatures["serve_token_ids"]
+        one = tokenizer(texts[:1])
+        batch1_ms = median_ms(lambda: serve(**one), latency_repeats)
+    agreement = _label_agreement(expected[1], answers[1])
+    return _report(path, worst, agreement, batch1_ms, len(requests))
+
+
+def verify_onnx(
+    path: str,
+    model,
+    texts,
+    tokenizer=None,
+    lengths=(16, 48),
+    atol: float = 1e-4,
+    latency_repeats: int = 0,
+) -> dict:
+    """Checks the ONNX file at `path` against `model` under ONNX Runtime
+    (CPU); returns a report like `verify_saved_model`'s.
+
+    `texts` are tokenized at the tokenizer's own length (batch sizes 1 and
+    len(texts)) and at each of `lengths`; every float output must match the
+    Keras model within `atol`. `label_agreement`
+    is measured on the full batch at the tokenizer's length, `batch1_ms`
+    (with `latency_repeats` > 0) on its first text.
+
+    Raises:
+        VerificationError: the outputs' names, shapes or values differ.
+    """
+    model, tokenizer, _ = prepare(model, tokenizer)
+    if tokenizer is None:
+        raise ValueError("verify_onnx needs the tokenizer that makes the token ids.")
+    artifact = f"ONNX file {path}"
+    texts = [str(text) for text in texts]
+    full = {k: v.numpy() for k, v in tokenizer(texts).items()}
+    batches = [{k: v[:1] for k, v in full.items()}, full]
+    for length in lengths:
+        batches.append({k: v.numpy() for k, v in _with_length(tokenizer, length)(texts).items()})
+    expected = [_numeric(model_outputs(model, batch)) for batch in batches]
+    answers = [run_onnx(path, batch) for batch in batches]
+    if sorted(answers[0]) != sorted(expected[0]):
+        raise VerificationError(
+            f"{artifact} fails the output check: it returns {sorted(answers[0])}, the Keras "
+            f"model {sorted(expected[0])}. Was it exported from this model?"
         )
-    return {"max_abs_diff": worst, "requests": len(requests)}
+    differences = [
+        max_difference(want, got, artifact) for want, got in zip(expected, answers, strict=True)
+    ]
+    worst = _check_difference(artifact, differences, atol)
+    batch1_ms = None
+    if latency_repeats > 0:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        batch1_ms = median_ms(lambda: session.run(None, batches[0]), latency_repeats)
+    agreement = _label_agreement(expected[1], answers[1])
+    return _report(path, worst, agreement, batch1_ms, len(batches))
+
+
+def verify_litert(
+    path: str,
+    model,
+    texts,
+    tokenizer=None,
+    atol: float | None = None,
+    min_label_agreement: float | None = None,
+    latency_repeats: int = 0,
+) -> dict:
+    """Checks the `.tflite` file at `path` against `model` with
+    ai_edge_litert's interpreter; returns a report like
+    `verify_saved_model`'s.
+
+    How the file was exported is read from its `<path>.json` (written by
+    `litert`): the fixed sequence length, the quantization and whether the
+    tokenizer is inside (then raw `texts` go in, paired with themselves
+    reversed when it takes `text_pair`; else the tokenizer's ids at the
+    fixed length). A float32 file must match every float output within
+    `atol` (default 1e-4). A quantized file's outputs
+    differ by design: its labels must equal the Keras model's on at least
+    `min_label_agreement` of `texts` (default `LABEL_AGREEMENT`, e.g. 0.96
+    for dynamic_int8), and its values are checked only when `atol` is
+    given. Use 50 or more texts for the share to mean something. With the
+    tokenizer inside, texts with rare control characters (U+0085) may be
+    tokenized differently (see `litert`).
+
+    Raises:
+        VerificationError: an output or the label share misses its bound.
+    """
+    model, tokenizer, _ = prepare(model, tokenizer)
+    if tokenizer is None:
+        raise ValueError("verify_litert needs the tokenizer that makes the token ids.")
+    metadata_file = path + ".json"
+    if not os.path.isfile(metadata_file):
+        raise ValueError(
+            f"{metadata_file} is missing; verify_litert reads how {path} was exported from "
+            "the metadata tfbert.export.litert writes beside it. Export it again with litert."
+        )
+    with open(metadata_file, encoding="utf-8") as f:
+        metadata = json.load(f)
+    quantization = metadata["quantization"]
+    artifact = f"LiteRT file {path} ({quantization})"
+    texts = [str(text) for text in texts]
+    fixed = _with_length(tokenizer, metadata["sequence_length"])
+    if metadata["tokenizer_inside"]:
+        feed = {"text": texts}
+        if "text_pair" in metadata["inputs"]:
+            feed["text_pair"] = texts[::-1]
+        token_inputs = fixed(feed["text"], feed.get("text_pair"))
+        first = {name: np.array(values[:1], dtype=object) for name, values in feed.items()}
+    else:
+        feed = {k: v.numpy() for k, v in fixed(texts).items()}
+        token_inputs = feed
+        first = {name: values[:1] for name, values in feed.items()}
+    expected = _numeric(model_outputs(model, token_inputs))
+    got = run_litert(path, feed)
+    if quantization == "float32" and atol is None:
+        atol = 1e-4
+    # A quantized file's values are checked only with `atol`, its labels below.
+    worst = _check_difference(artifact, [max_difference(expected, got, artifact)], atol)
+    agreement = _label_agreement(expected, got)
+    if quantization != "float32" and agreement is not None:
+        bar = LABEL_AGREEMENT.get(quantization, 1.0)
+        bar = bar if min_label_agreement is None else min_label_agreement
+        if agreement < bar:
+            equal = int(round(agreement * len(texts)))
+            raise VerificationError(
+                f"{artifact} fails the label check: {equal} of {len(texts)} labels "
+                f"({agreement:.1%}) equal the Keras model's, below the required {bar:.1%}. "
+                "Quantize less (float16, or 'int8' with its default float_layers), or pass "
+                "min_label_agreement= to accept it."
+            )
+    batch1_ms = None
+    if latency_repeats > 0:
+        runner = interpreter(path).get_signature_runner()
+        batch1_ms = median_ms(lambda: runner(**first), latency_repeats)
+    return _report(path, worst, agreement, batch1_ms, len(texts))

@@ -1,7 +1,7 @@
 """Sequence classification: a pooled vector (BERT's [CLS] or the token mean), dropout, dense."""
 
 import keras
-import tensorflow as tf
+import tensorflow as tf  # string tensors (raw text into Keras data adapters) are TensorFlow-only
 from keras import ops
 
 from tfbert.models.bert.bert_backbone import BertBackbone
@@ -11,6 +11,7 @@ from tfbert.models.bert.bert_task import (
     check_backbone,
     head_dense,
 )
+from tfbert.models.bert.vocabulary_check import check_vocabulary
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
@@ -99,7 +100,8 @@ class TextClassifier(keras.Model):
     whole model also exports as one SavedModel that takes strings.
 
     Args:
-        tokenizer: `tfbert.text.BertTokenizer`.
+        tokenizer: `tfbert.text.BertTokenizer`; its vocabulary size must be
+            the classifier's embedding size (else `ValueError`).
         classifier: `BertClassifier` (trained on that tokenizer's ids).
         label_names: optional list of `num_classes` names.
 
@@ -115,6 +117,7 @@ class TextClassifier(keras.Model):
                 f"`label_names` has {len(label_names)} names for a classifier of "
                 f"{classifier.num_classes} classes."
             )
+        check_vocabulary(tokenizer, classifier)
         self.tokenizer = tokenizer
         self.classifier = classifier
         self.label_names = None if label_names is None else [str(n) for n in label_names]

@@ -1,0 +1,92 @@
+"""Each verifier passes the model an artifact was exported from and names
+the failed check, the artifact and the numbers for any other model."""
+
+import re
+import shutil
+
+import pytest
+
+from tfbert.export import (
+    VerificationError,
+    litert,
+    verify_litert,
+    verify_onnx,
+    verify_saved_model,
+)
+from tfbert.models import TextClassifier
+
+
+@pytest.fixture(scope="module")
+def flipped(tiny):
+    """`tiny` with its logits negated: other weights, every label flipped."""
+    classifier = tiny.classifier
+    copy = type(classifier).from_config(classifier.get_config())
+    copy.set_weights(classifier.get_weights())
+    kernel, bias = copy.get_layer("logits").get_weights()
+    copy.get_layer("logits").set_weights([-kernel, -bias])
+    return TextClassifier(tiny.tokenizer, copy, tiny.label_names)
+
+
+VERIFIERS = {
+    "model/1": verify_saved_model,
+    "model.onnx": verify_onnx,
+    "model.tflite": verify_litert,
+}
+NAMES = {"model/1": "SavedModel", "model.onnx": "ONNX file", "model.tflite": "LiteRT file"}
+
+
+@pytest.mark.parametrize("artifact", list(VERIFIERS))
+def test_another_models_weights_fail_the_output_check(tiny_exports, tiny, flipped, artifact):
+    folder, _, sentences = tiny_exports
+    path = str(folder / artifact)
+    verify = VERIFIERS[artifact]
+    report = verify(path, tiny, sentences)
+    assert report["max_abs_diff"] < 1e-4 and report["label_agreement"] == 1.0
+
+    with pytest.raises(VerificationError) as error:
+        verify(path, flipped, sentences)
+    message = str(error.value)
+    print(f"{type(error.value).__name__}: {message}")
+    assert isinstance(error.value, ValueError)
+    assert message.startswith(f"{NAMES[artifact]} {path}")
+    assert "fails the output check: it differs from the Keras model by up to" in message
+    worst = float(re.search(r"by up to ([\d.e+-]+) \(allowed", message).group(1))
+    assert worst > 1e-2  # negated logits: at least twice the smallest |logit|
+    assert "Export it again from the model you verify against" in message
+
+
+def test_a_quantized_litert_model_is_held_to_label_agreement(
+    tmp_path, tiny, flipped, tiny_exports
+):
+    sentences = tiny_exports[2]
+    path = litert(tiny, str(tmp_path / "int8.tflite"), quantization="dynamic_int8")
+    report = verify_litert(path, tiny, sentences)
+    assert report["label_agreement"] >= 0.96 and report["max_abs_diff"] < 0.5
+
+    with pytest.raises(VerificationError) as error:
+        verify_litert(path, flipped, sentences)
+    print(f"{type(error.value).__name__}: {error.value}")
+    assert re.match(
+        rf"LiteRT file {re.escape(path)} \(dynamic_int8\) fails the label check: "
+        r"0 of 16 labels \(0\.0%\) equal the Keras model's, below the required 96\.0%",
+        str(error.value),
+    )
+    # The bar can be set; the values are checked when atol is given.
+    verify_litert(path, flipped, sentences, min_label_agreement=0.0)
+    with pytest.raises(VerificationError, match=r"\(dynamic_int8\) fails the output check"):
+        verify_litert(path, flipped, sentences, atol=1e-3, min_label_agreement=0.0)
+
+
+def test_a_litert_file_without_its_metadata_is_refused(tmp_path, tiny, tiny_exports):
+    folder, _, sentences = tiny_exports
+    shutil.copy(folder / "model.tflite", tmp_path / "model.tflite")
+    with pytest.raises(ValueError, match=r"model\.tflite\.json is missing; verify_litert reads"):
+        verify_litert(str(tmp_path / "model.tflite"), tiny, sentences)
+
+
+def test_reports_give_size_and_batch_1_latency_when_asked(tiny_exports, tiny):
+    folder, _, sentences = tiny_exports
+    report = verify_onnx(str(folder / "model.onnx"), tiny, sentences[:4], latency_repeats=3)
+    assert report["size"] == (folder / "model.onnx").stat().st_size
+    assert report["batch1_ms"] > 0 and report["requests"] == 4
+    assert verify_onnx(str(folder / "model.onnx"), tiny, sentences[:4])["batch1_ms"] is None
