@@ -251,7 +251,7 @@ def _google_to_canonical(name):
 
 
 def _read_google(prefix):
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow checkpoints are read by TensorFlow only
 
     index = prefix + ".index"
     shards, expected = [], set()

@@ -15,7 +15,7 @@ def sum_over_replicas(value):
     device. Outside a replica context (one device, symbolic builds) this is
     `(value, 1)`.
     """
-    import tensorflow as tf  # the TensorFlow backend is pinned by tfbert
+    import tensorflow as tf  # replica contexts are tf.distribute, TensorFlow-only
 
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
