@@ -20,9 +20,7 @@ batch after warm-up (median of --repeats calls):
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,31 +30,11 @@ import tensorflow as tf  # noqa: E402
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend)
 from tfbert import export  # noqa: E402
 from tfbert.export import model_outputs  # noqa: E402
+from tfbert.export.verify import artifact_size, median_ms  # noqa: E402
 from tfbert.models import BertBackbone, BertClassifier  # noqa: E402
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir, movie_reviews  # noqa: E402
 
 LENGTH = 128
-
-
-def median_ms(function, repeats):
-    function()
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
-def folder_size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(
-        os.path.getsize(os.path.join(root, name))
-        for root, _, names in os.walk(path)
-        for name in names
-    )
 
 
 def main():
@@ -86,7 +64,7 @@ def main():
     keras_path = os.path.join(work, "classifier.keras")
     classifier.save(keras_path)
     call = tf.function(lambda x: classifier(x, training=False))
-    add("Keras (tfbert BertClassifier)", folder_size(keras_path), call, call(inputs).numpy())
+    add("Keras (tfbert BertClassifier)", artifact_size(keras_path), call, call(inputs).numpy())
     backbone_call = tf.function(lambda x: backbone(x, training=False))
     add("Keras (tfbert BertBackbone)", None, backbone_call)
 
@@ -102,7 +80,7 @@ def main():
     def run_saved(batch):
         return serve(**{k: tf.constant(v) for k, v in batch.items()})["logits"].numpy()
 
-    add("SavedModel (serve_token_ids)", folder_size(saved), run_saved, run_saved(inputs))
+    add("SavedModel (serve_token_ids)", artifact_size(saved), run_saved, run_saved(inputs))
 
     import onnxruntime
 
@@ -115,7 +93,7 @@ def main():
     def run_onnx(batch):
         return session.run(None, batch)[logits_index]
 
-    add("ONNX Runtime", folder_size(onnx_path), run_onnx, run_onnx(inputs))
+    add("ONNX Runtime", artifact_size(onnx_path), run_onnx, run_onnx(inputs))
 
     representative = [{k: v[i : i + 1] for k, v in calibration.items()} for i in range(200)]
     for quantization in (None, "float16", "dynamic_int8", "int8"):
@@ -139,7 +117,7 @@ def main():
 
         add(
             f"LiteRT {quantization or 'float32'}",
-            folder_size(path),
+            artifact_size(path),
             run_lite,
             run_lite(inputs),
         )
