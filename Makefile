@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_tasks.py
 	$(PY) benchmarks/bench_scaling.py
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_backup.py
 
 clean:
 	rm -rf $(VENV) runs

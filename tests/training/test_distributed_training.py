@@ -269,6 +269,18 @@ def test_a_kill_while_a_backup_is_written_leaves_the_previous_backup_in_charge(
     leftovers = [name for name in os.listdir(backup_dir) if ".staging-" in name]
     assert len(leftovers) == 1 and leftovers[0].endswith(".weights.h5"), leftovers
 
+    # Resuming with settings that train otherwise is refused, naming them.
+    output_dir = str(tmp_path / "killed")
+    other = _config(
+        tmp_path, "other", corpus, vocabulary_file, **settings, learning_rate=5e-4,
+        output_dir=output_dir,
+    )  # fmt: skip
+    refused = _start(other, tmp_path / "other.npz")
+    output, _ = refused.communicate(timeout=120)
+    assert refused.returncode != 0
+    assert "holds the backup of an unfinished run with other settings" in output
+    assert "learning_rate: 0.001 -> 0.0005" in output
+
     _run(config, tmp_path / "killed.npz")
     _assert_resumed_like(tmp_path / "killed.npz", uninterrupted, 0)
 

@@ -11,6 +11,7 @@ import os
 
 import keras
 
+from tfbert.files import atomic_path
 from tfbert.models import BertBackbone, BertPretrainer
 from tfbert.models.bert.bert_presets import BERT_PRESETS
 from tfbert.text import BertTokenizer, pretraining_dataset, read_pretraining_tfrecords
@@ -165,12 +166,43 @@ def _optimizer(config, learning_rate):
     )
 
 
-def _check_output_dir(output_dir: str) -> None:
-    final = os.path.join(output_dir, FINAL_MODEL)
+# Settings a resumed run may change: where it runs (the global batch stays),
+# what it prints, how often it backs up.
+RESUMABLE_CHANGES = (
+    "strategy", "tpu", "cpu_replicas", "cluster_timeout", "verbose", "tensorboard", "backup_steps"
+)  # fmt: skip
+
+
+def _check_output_dir(config: PretrainingConfig) -> None:
+    """Refuses a finished run's folder, and resuming a backup with settings
+    that would train otherwise than the run that made it."""
+    final = os.path.join(config.output_dir, FINAL_MODEL)
     if os.path.exists(final):
         raise FileExistsError(
             f"{final} already exists: that run finished. Choose a new output_dir; "
             "tfbert does not overwrite a trained model."
+        )
+    saved = os.path.join(config.output_dir, "config.json")
+    if not (
+        config.backup
+        and os.path.exists(saved)
+        and TrainingBackup.latest(os.path.join(config.output_dir, "backup"))
+    ):
+        return
+    with open(saved, encoding="utf-8") as f:
+        before = json.load(f)
+    now = json.loads(json.dumps(dataclasses.asdict(config)))  # as JSON reads back
+    changed = sorted(
+        name
+        for name in set(before) | set(now)
+        if name not in RESUMABLE_CHANGES and before.get(name) != now.get(name)
+    )
+    if changed:
+        differences = ", ".join(f"{n}: {before.get(n)!r} -> {now.get(n)!r}" for n in changed)
+        raise ValueError(
+            f"{config.output_dir} holds the backup of an unfinished run with other settings "
+            f"({differences}); resuming would not train like that run. Use its settings "
+            f"(they are in {saved}) to resume, or a new output_dir to start over."
         )
 
 
@@ -185,7 +217,7 @@ def pretrain(config: PretrainingConfig, callbacks=None):
     and ends with the weights of an uninterrupted run. The trained model is written to
     `output_dir/pretrainer.keras` (by the chief); the config beside it.
     """
-    _check_output_dir(config.output_dir)
+    _check_output_dir(config)
     strategy = resolve_strategy(
         config.strategy,
         tpu=config.tpu,
@@ -233,9 +265,9 @@ def pretrain(config: PretrainingConfig, callbacks=None):
         pretrainer.compile(optimizer=optimizer, **compile_options(strategy))
 
     if chief:
-        os.makedirs(config.output_dir, exist_ok=True)
-        with open(os.path.join(config.output_dir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(dataclasses.asdict(config), f, indent=2)
+        with atomic_path(os.path.join(config.output_dir, "config.json")) as staging:
+            with open(staging, "w", encoding="utf-8") as f:
+                json.dump(dataclasses.asdict(config), f, indent=2)
     extra_callbacks = list(callbacks or [])
     callbacks = (
         training_callbacks(
