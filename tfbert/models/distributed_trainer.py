@@ -104,7 +104,8 @@ class DistributedTrainer(keras.Model):
             self._symbolic_build(data_batch=data_batch)
 
     def make_train_function(self, force=False):
-        optimizer = self.optimizer
+        # A LossScaleOptimizer (mixed float16) applies its inner optimizer's update.
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         replicas = self.distribute_strategy.num_replicas_in_sync
         needs_sum = optimizer is not None and (
             optimizer.global_clipnorm
