@@ -110,9 +110,7 @@ def export_artifacts(
         length = sequence_length or tokenizer.sequence_length
         calibration = None
         if quantization == "int8":
-            fixed = type(tokenizer).from_config(
-                {**tokenizer.get_config(), "sequence_length": length}
-            )
+            fixed = tokenizer.with_sequence_length(length)
             ids = {k: v.numpy() for k, v in fixed(list(calibration_texts or texts)).items()}
             calibration = [
                 {name: value[i : i + 1] for name, value in ids.items()}

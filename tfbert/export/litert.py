@@ -20,7 +20,7 @@ import tensorflow_text as tf_text
 
 from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, prepare
 from tfbert.files import atomic_path
-from tfbert.text.bert_tokenizer import kept_lengths
+from tfbert.text.bert_tokenizer import kept_lengths, pack_segments
 
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 # "int8" runs these op types with 8-bit inputs and weights. Everything else
@@ -278,7 +278,6 @@ def mobile_tokenizer(tokenizer, sequence_length: int):
         lower_case_nfd_strip_accents=tokenizer.lowercase,
         support_detokenization=False,
     )
-    from tfbert.text.bert_tokenizer import pack_segments
 
     def pack(*texts):
         segments = [fast.tokenize(text).flat_values for text in texts]

@@ -160,7 +160,12 @@ def _numeric(outputs: dict) -> dict:
     return {name: value for name, value in arrays.items() if value.dtype.kind in "biuf"}
 
 
-def _check_difference(artifact: str, differences: list[float], atol: float | None) -> float:
+def _check_difference(artifact: str, expected: list, answers: list, atol: float | None) -> float:
+    """The largest difference over pairs of (Keras, artifact) outputs; raises
+    `VerificationError` above `atol` (None: only names and shapes count)."""
+    differences = [
+        max_difference(want, got, artifact) for want, got in zip(expected, answers, strict=True)
+    ]
     worst = max(differences)
     if atol is not None and worst > atol:
         raise VerificationError(
@@ -178,10 +183,6 @@ def _label_agreement(expected: dict, actual: dict) -> float | None:
     if "label" not in expected or "label" not in actual:
         return None
     return float(np.mean(np.asarray(expected["label"]) == np.asarray(actual["label"])))
-
-
-def _with_length(tokenizer, length: int):
-    return type(tokenizer).from_config({**tokenizer.get_config(), "sequence_length": length})
 
 
 def _report(path, max_abs_diff, label_agreement, batch1_ms, requests) -> dict:
@@ -249,16 +250,13 @@ def verify_saved_model(
         token_inputs = tokenizer(batch["text"], batch.get("text_pair"))
         expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
     for length in lengths:
-        token_inputs = _with_length(tokenizer, length)(texts)
+        token_inputs = tokenizer.with_sequence_length(length)(texts)
         requests.append(
             ("serve_token_ids", {k: v.numpy().tolist() for k, v in token_inputs.items()})
         )
         expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
     answers = run_saved_model(path, requests)
-    differences = [
-        max_difference(want, got, artifact) for want, got in zip(expected, answers, strict=True)
-    ]
-    worst = _check_difference(artifact, differences, atol)
+    worst = _check_difference(artifact, expected, answers, atol)
     batch1_ms = None
     if latency_repeats > 0:
         import tensorflow as tf
@@ -299,7 +297,8 @@ def verify_onnx(
     full = {k: v.numpy() for k, v in tokenizer(texts).items()}
     batches = [{k: v[:1] for k, v in full.items()}, full]
     for length in lengths:
-        batches.append({k: v.numpy() for k, v in _with_length(tokenizer, length)(texts).items()})
+        packed = tokenizer.with_sequence_length(length)(texts)
+        batches.append({k: v.numpy() for k, v in packed.items()})
     expected = [_numeric(model_outputs(model, batch)) for batch in batches]
     answers = [run_onnx(path, batch) for batch in batches]
     if sorted(answers[0]) != sorted(expected[0]):
@@ -307,10 +306,7 @@ def verify_onnx(
             f"{artifact} fails the output check: it returns {sorted(answers[0])}, the Keras "
             f"model {sorted(expected[0])}. Was it exported from this model?"
         )
-    differences = [
-        max_difference(want, got, artifact) for want, got in zip(expected, answers, strict=True)
-    ]
-    worst = _check_difference(artifact, differences, atol)
+    worst = _check_difference(artifact, expected, answers, atol)
     batch1_ms = None
     if latency_repeats > 0:
         import onnxruntime
@@ -364,7 +360,7 @@ def verify_litert(
     quantization = metadata["quantization"]
     artifact = f"LiteRT file {path} ({quantization})"
     texts = [str(text) for text in texts]
-    fixed = _with_length(tokenizer, metadata["sequence_length"])
+    fixed = tokenizer.with_sequence_length(metadata["sequence_length"])
     if metadata["tokenizer_inside"]:
         feed = {"text": texts}
         if "text_pair" in metadata["inputs"]:
@@ -380,7 +376,7 @@ def verify_litert(
     if quantization == "float32" and atol is None:
         atol = 1e-4
     # A quantized file's values are checked only with `atol`, its labels below.
-    worst = _check_difference(artifact, [max_difference(expected, got, artifact)], atol)
+    worst = _check_difference(artifact, [expected], [got], atol)
     agreement = _label_agreement(expected, got)
     if quantization != "float32" and agreement is not None:
         bar = LABEL_AGREEMENT.get(quantization, 1.0)

@@ -304,6 +304,13 @@ class BertTokenizer(keras.layers.Layer):
             with open(os.path.join(directory, name), "x", encoding="utf-8") as f:
                 f.write(text)
 
+    def with_sequence_length(self, sequence_length: int) -> "BertTokenizer":
+        """The same tokenizer packing to `sequence_length` (e.g. an export's
+        fixed length); itself when the length is already that."""
+        if sequence_length == self.sequence_length:
+            return self
+        return type(self).from_config({**self.get_config(), "sequence_length": sequence_length})
+
     @property
     def vocabulary_size(self) -> int:
         return len(self.vocabulary)
