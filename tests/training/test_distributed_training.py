@@ -232,8 +232,10 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_weights(
 ):
     settings = uninterrupted[0]
     steps = settings["steps_per_epoch"]
-    # Any step inside an epoch except its first, and not just after a backup.
-    choices = [g for g in range(1, steps * settings["epochs"]) if g % steps and g % 2]
+    # Any step inside an epoch after its first backup, and not just after one
+    # (backups every 2 steps, counted from the epoch's start).
+    every = settings["backup_steps"]
+    choices = [g for g in range(steps * settings["epochs"]) if g % steps > every and g % every]
     kill_at = random.Random().choice(choices)
     config = _config(tmp_path, "killed", corpus, vocabulary_file, **settings)
     _killed(config, tmp_path / "killed.npz", f"kill-at-step={kill_at}")
