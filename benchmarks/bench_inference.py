@@ -15,21 +15,37 @@ batch after warm-up (median of --repeats calls):
 
 "max diff" is the largest logit difference from Keras over 64 sentences.
 
-    python benchmarks/bench_inference.py [--repeats 30] [--threads 2]
+A second table times serving at the request's real length: TF Serving
+endpoints loaded with `tf.saved_model.load`, on 64 real sentences served in
+turn (64 requests of 1, 8 of 8; every request seen once before timing):
+
+- tfbert `serving_default`, text in, at a fixed 128 tokens
+  (`length_bucket=None`) and bucketed (the default: the longest text of the
+  request rounded up to 16 tokens);
+- keras-hub's `BertBackbone` exported as a keras-hub user would
+  (`model.export(path, format="tf_saved_model")`, token ids of 128 in: its
+  export holds no tokenizer, so its tokenization time is excluded), and
+  with text in: its `BertTextClassifierPreprocessor` (128) and backbone in
+  one `keras.export.ExportArchive`;
+- tfbert `serve_token_ids` on the same 128-token ids.
+
+    python benchmarks/bench_inference.py [--repeats 30] [--threads 2] [--only-serving]
 """
 
 import argparse
+import itertools
 import os
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend)
 from tfbert import export  # noqa: E402
-from tfbert.export import model_outputs  # noqa: E402
+from tfbert.export import TOKEN_INPUTS, model_outputs  # noqa: E402
 from tfbert.export.verify import artifact_size, median_ms  # noqa: E402
 from tfbert.models import BertBackbone, BertClassifier  # noqa: E402
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir, movie_reviews  # noqa: E402
@@ -41,15 +57,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--only-serving", action="store_true", help="only the serving-at-real-length table"
+    )
     args = parser.parse_args()
 
     tokenizer = BertTokenizer(os.path.join(minilm_checkpoint_dir(), "vocab.txt"), LENGTH)
     texts = [text for text, _ in movie_reviews("rotten_tomatoes")[:264]]
+    backbone = BertBackbone.from_checkpoint(minilm_checkpoint_dir())
+    classifier = BertClassifier(backbone, num_classes=2, pooling="mean")
+    work = tempfile.mkdtemp(prefix="tfbert-bench-inference-")
+    if not args.only_serving:
+        runtime_table(args, tokenizer, texts, classifier, work)
+    serving_table(args, tokenizer, texts[:64], classifier, work)
+
+
+def runtime_table(args, tokenizer, texts, classifier, work):
+    """Every export of `classifier` on one batch of 128-token ids."""
+    backbone = classifier.backbone
     inputs = {name: value.numpy() for name, value in tokenizer(texts[:64]).items()}
     calibration = {name: value.numpy() for name, value in tokenizer(texts[64:]).items()}
     batches = {size: {k: v[:size] for k, v in inputs.items()} for size in (1, 8)}
-    backbone = BertBackbone.from_checkpoint(minilm_checkpoint_dir())
-    classifier = BertClassifier(backbone, num_classes=2, pooling="mean")
     expected = model_outputs(classifier, inputs)["logits"].numpy()
 
     rows = []  # (runtime, bytes, max diff, ms batch 1, ms batch 8)
@@ -60,7 +88,6 @@ def main():
         rows.append((name, size, diff, *times))
         print(f"  measured {name}", flush=True)
 
-    work = tempfile.mkdtemp(prefix="tfbert-bench-inference-")
     keras_path = os.path.join(work, "classifier.keras")
     classifier.save(keras_path)
     call = tf.function(lambda x: classifier(x, training=False))
@@ -132,6 +159,118 @@ def main():
         diff_text = "-" if diff is None else f"{diff:.1e}"
         print(f"{name:<32} {size_text:>9} {diff_text:>9} {one:>11.1f} {eight:>11.1f}")
     print("\nLiteRT models take one sequence: batch 8 is 8 calls.")
+
+
+def serving_table(args, tokenizer, sentences, classifier, work):
+    """TF Serving endpoints on real sentences: tfbert text in at a fixed 128
+    tokens and bucketed, keras-hub's export and tfbert's token ids in at 128."""
+    import keras_hub
+
+    sizes = (1, 8)
+    starts = {size: range(0, len(sentences), size) for size in sizes}
+    text_batches = {
+        size: [tf.constant(sentences[i : i + size]) for i in starts[size]] for size in sizes
+    }
+    ids = tokenizer(sentences)
+    id_batches = {
+        size: [{k: v[i : i + size] for k, v in ids.items()} for i in starts[size]]
+        for size in sizes
+    }
+
+    def timed(serve, batches):
+        """Median ms of `serve` over `batches` served in turn."""
+        for batch in batches:  # every length seen once (tracing, kernel setup)
+            serve(batch)
+        queue = itertools.cycle(batches)
+        return median_ms(lambda: serve(next(queue)), args.repeats)
+
+    def load(path):
+        return tf.saved_model.load(path).signatures["serving_default"]
+
+    fixed = load(
+        export.saved_model(
+            classifier, os.path.join(work, "text_fixed"), tokenizer=tokenizer, length_bucket=None
+        )
+    )
+    bucketed_path = export.saved_model(
+        classifier, os.path.join(work, "text_bucketed"), tokenizer=tokenizer
+    )
+    bucketed = load(bucketed_path)
+    token_ids = tf.saved_model.load(bucketed_path).signatures["serve_token_ids"]
+
+    peer = keras_hub.models.BertBackbone.from_preset(minilm_checkpoint_dir())
+    peer_path = os.path.join(work, "keras_hub_export")
+    signature = {name: tf.TensorSpec((None, LENGTH), tf.int32, name=name) for name in TOKEN_INPUTS}
+    peer.export(peer_path, format="tf_saved_model", input_signature=[signature], verbose=False)
+    peer_serve = load(peer_path)
+
+    # Text in for keras-hub: its preprocessor and backbone in one ExportArchive.
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        keras_hub.models.BertTokenizer.from_preset(minilm_checkpoint_dir()), sequence_length=LENGTH
+    )
+    peer_ids = np.asarray(preprocessor(tf.constant(sentences))["token_ids"])
+    same_ids = int(np.sum(np.all(peer_ids == ids["token_ids"].numpy(), axis=1)))
+    archive = keras.export.ExportArchive()
+    archive.track(peer)
+    archive.track(preprocessor)
+    archive.add_endpoint(
+        "serving_default",
+        lambda text: peer(preprocessor(text), training=False),
+        input_signature=[tf.TensorSpec((None,), tf.string, name="text")],
+    )
+    peer_text_path = os.path.join(work, "keras_hub_text_export")
+    archive.write_out(peer_text_path, verbose=False)
+    peer_text = load(peer_text_path)
+
+    diff = max(  # over the batches of 8, each at its own bucket
+        float(np.max(np.abs(bucketed(text=batch)["logits"] - fixed(text=batch)["logits"])))
+        for batch in text_batches[8]
+    )
+    endpoints = [  # (name, input, call, batches)
+        (
+            "keras-hub preprocessor + backbone, 128",
+            "text",
+            lambda b: peer_text(text=b),
+            text_batches,
+        ),
+        ("tfbert serving_default, fixed 128", "text", lambda b: fixed(text=b), text_batches),
+        ("tfbert serving_default, bucketed 16", "text", lambda b: bucketed(text=b), text_batches),
+        ("keras-hub model.export, 128", "ids", lambda b: peer_serve(**b), id_batches),
+        ("tfbert serve_token_ids, 128", "ids", lambda b: token_ids(**b), id_batches),
+    ]
+    rows = []
+    for name, kind, serve, batches in endpoints:
+        rows.append((name, kind, *[timed(serve, batches[size]) for size in sizes]))
+        print(f"  measured {name}", flush=True)
+    peer_ms = {row[1]: row[2:] for row in rows if row[0].startswith("keras-hub")}
+
+    lengths = ids["padding_mask"].numpy().sum(axis=1)
+    print(
+        f"\nServing at the real length: {len(sentences)} Rotten Tomatoes sentences "
+        f"({int(np.median(lengths))} tokens median, {lengths.max()} longest), "
+        f"{os.cpu_count()} CPU cores, median of {args.repeats} requests\n"
+    )
+    print(
+        f"{'endpoint':<40} {'input':>5} {'batch 1 ms':>11} {'vs k-hub':>9} "
+        f"{'batch 8 ms':>11} {'vs k-hub':>9}"
+    )
+    for name, kind, one, eight in rows:
+        peer_one, peer_eight = peer_ms[kind]
+        print(
+            f"{name:<40} {kind:>5} {one:>11.1f} {one / peer_one:>8.2f}x "
+            f"{eight:>11.1f} {eight / peer_eight:>8.2f}x"
+        )
+    notes = [
+        "tfbert: all-MiniLM-L6-v2 + 2-class head. keras-hub: the same MiniLM backbone (no head).",
+        'keras-hub ids in: model.export(format="tf_saved_model"); it holds no tokenizer, so its',
+        "tokenization time is excluded. keras-hub text in: its BertTextClassifierPreprocessor and",
+        f"backbone in one ExportArchive; its token ids equal tfbert's on {same_ids} of "
+        f"{len(sentences)} sentences.",
+        "'vs k-hub': the ratio to keras-hub's endpoint with the same input.",
+        f"Bucketed vs fixed-length logits differ by at most {diff:.1e}.",
+        "Targets: bucketed <= 0.5x keras-hub; serve_token_ids at 128 <= 0.8x keras-hub's export.",
+    ]
+    print("\n" + "\n".join(notes))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbert.export import check_ops, run_saved_model, saved_model, verify_saved_model
+from tfbert.export import (
+    TOKEN_INPUTS,
+    check_ops,
+    model_outputs,
+    run_saved_model,
+    saved_model,
+    verify_saved_model,
+)
+from tfbert.export.saved_model import MASKED_LOGIT, bucketed_length, token_axes, trim_to_bucket
+from tfbert.models import BertBackbone, BertQuestionAnswerer, BertTokenClassifier
 from tfbert.text import BertTokenizer
 
 
@@ -105,3 +114,112 @@ def test_token_ids_outside_the_vocabulary_fail_clearly(tmp_path, tiny):
     }
     with pytest.raises(RuntimeError, match=refusal):
         run_saved_model(path, [("serve_token_ids", request)])
+
+
+def test_bucketed_length_rounds_the_longest_text_up_to_a_bucket():
+    def length(real_lengths, bucket=16, cap=64):
+        mask = [[1] * n + [0] * (cap - n) for n in real_lengths]
+        return int(bucketed_length(tf.constant(mask), bucket, cap))
+
+    real_lengths = (1, 15, 16, 17, 32, 33, 63, 64)
+    assert [length([n]) for n in real_lengths] == [16, 16, 16, 32, 32, 48, 64, 64]
+    assert length([5, 40, 12]) == 48  # the longest text sets the length
+    assert length([0, 0]) == 16  # at least one bucket
+    assert length([35], cap=40) == 40 and length([3], bucket=64, cap=40) == 40
+    inputs = {name: tf.ones((2, 64), tf.int32) for name in TOKEN_INPUTS}
+    inputs["padding_mask"] = tf.constant([[1] * 20 + [0] * 44, [1] * 3 + [0] * 61])
+    assert {v.shape for v in trim_to_bucket(inputs, 16, 64).values()} == {(2, 32)}
+
+
+@pytest.fixture(scope="module")
+def short_and_long(rotten_tomatoes, imdb_reviews):
+    """Requests of real texts: two short sentences, one, a mixed batch and a
+    review longer than 64 tokens with a short sentence."""
+    short = [text for text, _ in rotten_tomatoes[:300] if len(text.split()) <= 6][:2]
+    mixed = [text for text, _ in rotten_tomatoes[2:9]] + short  # 10 to 34 tokens
+    return [short, short[:1], mixed, [imdb_reviews[0][0], short[0]]]
+
+
+def test_bucketed_classifier_serves_like_the_fixed_length_one(
+    tmp_path, tiny, vocabulary_file, short_and_long
+):
+    tokenizer = BertTokenizer(vocabulary_file, sequence_length=64)
+    fixed = saved_model(tiny, str(tmp_path / "fixed"), tokenizer=tokenizer, length_bucket=None)
+    bucketed = saved_model(tiny, str(tmp_path / "bucketed"), tokenizer=tokenizer)
+    check_ops(bucketed, "tf-serving")
+    fixed = tf.saved_model.load(fixed).signatures["serving_default"]
+    bucketed = tf.saved_model.load(bucketed).signatures["serving_default"]
+    lengths = []
+    for texts in short_and_long:
+        lengths.append(int(bucketed_length(tokenizer(texts)["padding_mask"], 16, 64)))
+        want, got = fixed(text=tf.constant(texts)), bucketed(text=tf.constant(texts))
+        assert sorted(got) == ["label", "label_name", "logits", "probabilities"]
+        for name in ("logits", "probabilities"):
+            np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-5)
+        assert got["label_name"].numpy().tolist() == want["label_name"].numpy().tolist()
+    assert lengths == [16, 16, 48, 64]  # the requests cover trimmed and full lengths
+
+
+@pytest.fixture(scope="module", params=["backbone", "token_classifier", "question_answerer"])
+def token_model(request):
+    keras.utils.set_random_seed(5)
+    backbone = BertBackbone.from_preset("bert_tiny", vocabulary_size=30522)
+    if request.param == "token_classifier":
+        return BertTokenClassifier(backbone, num_labels=5)
+    if request.param == "question_answerer":
+        return BertQuestionAnswerer(backbone)
+    return backbone
+
+
+def test_bucketed_per_token_outputs_keep_their_shape_and_real_positions(
+    tmp_path, token_model, vocabulary_file, short_and_long
+):
+    tokenizer = BertTokenizer(vocabulary_file, sequence_length=64)
+    path = saved_model(token_model, str(tmp_path / "served"), tokenizer=tokenizer)
+    if isinstance(token_model, BertBackbone):  # verification reads real positions only
+        verify_saved_model(path, token_model, short_and_long[2], tokenizer=tokenizer)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    texts = short_and_long[0] + short_and_long[2][1:2]  # up to 24 tokens
+    inputs = tokenizer(texts)
+    length = int(bucketed_length(inputs["padding_mask"], 16, 64))
+    assert length == 32
+    served = {name: value.numpy() for name, value in serve(text=tf.constant(texts)).items()}
+    full = {k: v.numpy() for k, v in model_outputs(token_model, inputs).items()}
+    trimmed = model_outputs(token_model, {k: v[:, :length] for k, v in inputs.items()})
+    for name, value in served.items():
+        assert value.shape == full[name].shape
+        if name == "pooled_output":
+            np.testing.assert_allclose(value, full[name], atol=1e-5)
+            continue
+        # The model ran at the bucket's 32 positions: they equal Keras' there,
+        # at full length and at the trimmed length alike.
+        np.testing.assert_allclose(value[:, :length], full[name][:, :length], atol=1e-5)
+        np.testing.assert_allclose(value[:, :length], trimmed[name].numpy(), atol=1e-5)
+        # Past the bucket: 0, or -1e9 where the model masks padding itself.
+        fill = MASKED_LOGIT if name in ("start_logits", "end_logits") else 0.0
+        assert np.all(value[:, length:] == fill)
+    if "start_logits" in served:  # span search sees the same scores everywhere
+        for name in ("start_logits", "end_logits"):
+            np.testing.assert_allclose(served[name], full[name], atol=1e-5)
+            real = inputs["padding_mask"].numpy().sum(axis=1)
+            assert np.all(served[name].argmax(axis=1) < real)
+
+
+def test_length_bucket_must_be_a_positive_integer_or_none(tmp_path, tiny):
+    for bad in (0, -16, 16.0, "16", True):
+        with pytest.raises(ValueError, match="`length_bucket` must be a positive integer"):
+            saved_model(tiny, str(tmp_path / "bad"), length_bucket=bad)
+    assert not os.path.exists(tmp_path / "bad")
+
+
+def test_token_axes_are_the_axes_over_positions():
+    backbone = BertBackbone.from_preset(
+        "bert_tiny", vocabulary_size=100, return_hidden_states=True, return_attention_scores=True
+    )
+    assert token_axes(backbone) == {
+        "sequence_output": [1],
+        "pooled_output": [],
+        "hidden_states": [2],  # (num_layers + 1, B, T, hidden_dim)
+        "attention_scores": [3, 4],  # (num_layers, B, num_heads, T, T)
+    }
+    assert token_axes(BertQuestionAnswerer(backbone)) == {"start_logits": [1], "end_logits": [1]}

@@ -2,6 +2,7 @@
 
 path = saved_model(text_classifier, "exports/sentiment")   # exports/sentiment/1
 # serving_default: {"text": ["a gem"]} -> logits, probabilities, label, label_name
+#   (the model runs at the request's longest text rounded up to 16 tokens)
 # serve_token_ids: {"token_ids", "segment_ids", "padding_mask"} -> the same
 """
 
@@ -11,10 +12,13 @@ import keras
 import tensorflow as tf
 
 from tfbert.files import atomic_path
-from tfbert.models import BertClassifier, TextClassifier
+from tfbert.models import BertClassifier, BertQuestionAnswerer, TextClassifier
 from tfbert.models.bert.vocabulary_check import check_vocabulary, model_vocabulary_size
 
 TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+# What BertQuestionAnswerer adds to its start/end logits at padding.
+MASKED_LOGIT = -1e9
 
 
 def _versions(export_dir: str) -> list[int]:
@@ -97,13 +101,25 @@ def saved_model(
     version: int | None = None,
     pairs: bool = False,
     label_names=None,
+    length_bucket: int | None = 16,
 ) -> str:
     """Writes `model` as a TF Serving SavedModel in `export_dir/<version>/`.
 
     Signatures:
         serving_default: raw strings in (`text`, and `text_pair` with
             `pairs=True`), tokenized inside the graph by `tokenizer`; without
-            a tokenizer it is `serve_token_ids`.
+            a tokenizer it is `serve_token_ids`. With `length_bucket`, the
+            model runs only on the request's first `bucketed_length` token
+            positions (its longest text rounded up to a multiple of
+            `length_bucket`), and per-token outputs are padded back to the
+            tokenizer's `sequence_length`: before the bucket's end they
+            equal the fixed-length model's (1e-5), real tokens and padding
+            alike; past it they hold
+            `MASKED_LOGIT` (-1e9) in a `BertQuestionAnswerer`'s
+            `start_logits`/`end_logits`, as the model itself puts at padding
+            (span search, top-k and softmax over positions never pick them),
+            and 0 in every other per-token output (`sequence_output`, token
+            classifier `logits`), which clients read at real tokens only.
         serve_token_ids: `token_ids`, `segment_ids`, `padding_mask`, int32
             (batch, length), any batch size and length up to the model's
             `max_sequence_length`. Token ids outside [0, vocabulary size)
@@ -126,10 +142,21 @@ def saved_model(
             appears complete or not at all (written beside it and renamed).
         pairs: bool, default False. `serving_default` takes text pairs.
         label_names: list of str or None, for classifiers.
+        length_bucket: int or None, default 16. `serving_default` runs the
+            model at a multiple of this many tokens; None runs it at the
+            tokenizer's full `sequence_length` (slower on short texts).
 
     Returns:
         The path of the written version folder.
     """
+    if length_bucket is not None and (
+        isinstance(length_bucket, bool) or not isinstance(length_bucket, int) or length_bucket < 1
+    ):
+        raise ValueError(
+            "`length_bucket` must be a positive integer (the model runs at the longest "
+            "text of each request rounded up to a multiple of it) or None (always at the "
+            f"tokenizer's sequence_length); received length_bucket={length_bucket!r}."
+        )
     model, tokenizer, label_names = prepare(model, tokenizer, label_names)
     if version is None:
         version = (_versions(export_dir) or [0])[-1] + 1
@@ -166,9 +193,21 @@ def saved_model(
         if pairs:
             text_signature["text_pair"] = tf.TensorSpec((None,), tf.string, name="text_pair")
 
+        length = tokenizer.sequence_length
+        axes = token_axes(model, label_names) if length_bucket is not None else {}
+        masked = ("start_logits", "end_logits") if isinstance(model, BertQuestionAnswerer) else ()
+        fills = {name: MASKED_LOGIT if name in masked else 0.0 for name in axes}
+
         def serve_text(inputs):
             token_inputs = tokenizer(inputs["text"], inputs.get("text_pair"))
-            return model_outputs(model, token_inputs, label_names)
+            if length_bucket is None:
+                return model_outputs(model, token_inputs, label_names)
+            trimmed = trim_to_bucket(token_inputs, length_bucket, length)
+            outputs = model_outputs(model, trimmed, label_names)
+            for name, value in outputs.items():
+                if axes[name]:  # per-token: back to the shape clients expect
+                    outputs[name] = pad_positions(value, axes[name], length, fills[name])
+            return outputs
 
         archive.add_endpoint("serving_default", serve_text, input_signature=[text_signature])
     else:
@@ -179,6 +218,52 @@ def saved_model(
     with atomic_path(final, overwrite=False) as staging:
         archive.write_out(staging, verbose=False)
     return final
+
+
+def bucketed_length(padding_mask, bucket: int, cap: int):
+    """The token length a batch is trimmed to: its longest real sequence
+    (`padding_mask`, (B, T), 1 on real tokens) rounded up to a multiple of
+    `bucket`, at least `bucket` and at most `cap`; an int32 scalar tensor.
+
+    Rounding up keeps the kernels to at most cap / bucket distinct shapes.
+    """
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1))
+    rounded = (longest + bucket - 1) // bucket * bucket
+    return tf.minimum(tf.maximum(rounded, bucket), cap)
+
+
+def trim_to_bucket(token_inputs: dict, bucket: int, cap: int) -> dict:
+    """`token_inputs` ((B, T) tensors with the padding at the end of each
+    row, as the tokenizer packs them) cut to their first
+    `bucketed_length(padding_mask, bucket, cap)` positions; every real token
+    is kept."""
+    length = bucketed_length(token_inputs["padding_mask"], bucket, cap)
+    return {name: value[:, :length] for name, value in token_inputs.items()}
+
+
+def token_axes(model, label_names=None) -> dict[str, list[int]]:
+    """The axes of each `model_outputs` output that run over token
+    positions: those left unknown when it is traced for one sequence of
+    unknown length (`sequence_output` [1], `start_logits` [1], stacked
+    `hidden_states` [2]); empty for sequence-level outputs."""
+    spec = {name: tf.TensorSpec((1, None), tf.int32, name=name) for name in TOKEN_INPUTS}
+    traced = tf.function(lambda inputs: model_outputs(model, inputs, label_names))
+    outputs = traced.get_concrete_function(spec).structured_outputs
+    return {
+        name: [axis for axis, size in enumerate(value.shape) if size is None]
+        for name, value in outputs.items()
+    }
+
+
+def pad_positions(value, axes, length: int, fill: float = 0.0):
+    """`value` padded at the end of each of its token `axes` to `length`
+    positions with `fill`; the static shape says `length` there."""
+    sizes = tf.shape(value)
+    rank = len(value.shape)
+    paddings = [[0, length - sizes[axis] if axis in axes else 0] for axis in range(rank)]
+    padded = tf.pad(value, paddings, constant_values=tf.cast(fill, value.dtype))
+    padded.set_shape([length if axis in axes else size for axis, size in enumerate(value.shape)])
+    return padded
 
 
 def _checked_token_ids(token_ids, vocabulary_size: int):
