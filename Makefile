@@ -29,8 +29,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check tfbert tests benchmarks export serving .ci
 	$(VENV)/bin/ruff format --check tfbert tests benchmarks export serving .ci
 
+# Two pytest-xdist workers: on 2 cores much of a test's time is single-threaded
+# Python (tracing, conversion, subprocess start-up), which the other worker
+# overlaps. Tests sharing an expensive session fixture carry an xdist_group.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest -x -q tests
+	$(PY) -m pytest -x -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 # Builds the wheel, installs it in a new virtualenv (dependencies from PyPI)
 # and runs a smoke test outside the checkout: no .venv, no repository files.

@@ -7,7 +7,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend first)
-from tfbert.text import BertTokenizer, minilm_vocabulary_file, movie_reviews  # noqa: E402
+from tfbert.text import (  # noqa: E402
+    BertTokenizer,
+    minilm_checkpoint_dir,
+    minilm_vocabulary_file,
+    movie_reviews,
+)
+
+# A session fixture that costs tens of seconds is built once per pytest-xdist
+# worker: its users carry `pytest.mark.xdist_group("<fixture name>")`, and
+# `make test` (--dist loadgroup) runs each group on one worker.
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +61,33 @@ def real_inputs(tokenizer, real_sentences):
 def imdb_reviews():
     """Real IMDB reviews (text, label)."""
     return movie_reviews("imdb")
+
+
+@pytest.fixture(scope="session")
+def fine_tuned_minilm(vocabulary_file, rotten_tomatoes):
+    """all-MiniLM-L6-v2 with a mean-pooling two-class head, fine-tuned one
+    epoch on 1,024 Rotten Tomatoes sentences of 32 tokens (BERT's AdamW,
+    warmup then linear decay), and 1,000 other sentences held out:
+    `(classifier, tokenizer, held_out_x, held_out_y, train_x, held_out_texts)`.
+    Its users carry `pytest.mark.xdist_group("fine_tuned_minilm")`."""
+    from tfbert.models import BertBackbone, BertClassifier
+    from tfbert.training import WarmupPolynomialDecay, create_adamw
+
+    keras.utils.set_random_seed(0)
+    tokenizer = BertTokenizer(vocabulary_file, sequence_length=32)
+    order = np.random.default_rng(0).permutation(len(rotten_tomatoes))
+    train, held_out = order[:1024], order[1024:2024]
+
+    def arrays(indices):
+        x = tokenizer([rotten_tomatoes[i][0] for i in indices])
+        labels = np.array([rotten_tomatoes[i][1] for i in indices])
+        return {k: v.numpy() for k, v in x.items()}, labels
+
+    (x, y), (test_x, test_y) = arrays(train), arrays(held_out)
+    backbone = BertBackbone.from_checkpoint(minilm_checkpoint_dir())
+    classifier = BertClassifier(backbone, 2, pooling="mean")
+    steps = len(y) // 32
+    classifier.compile(optimizer=create_adamw(WarmupPolynomialDecay(1e-4, steps // 10, steps)))
+    classifier.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    held_out_texts = [rotten_tomatoes[i][0] for i in held_out]
+    return classifier, tokenizer, test_x, test_y, x, held_out_texts

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfbert.cli import main
+from tfbert.cli import _new_run_dir, main
 from tfbert.text import BertTokenizer
 
 SMALL_RUN = (
@@ -86,9 +86,12 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
         "text": {"dtype": "string", "shape": [1]}
     }
 
-    # A second run gets its own folder.
-    assert _quickstart(tmp_path, epochs=1, max_steps=2) == 0
-    assert len(os.listdir(tmp_path)) == 2
+    # Later runs get folders of their own (quickstart makes its folder with
+    # _new_run_dir), also within the same second; the first run stays as it was.
+    contents = {name: (tmp_path / run / name).stat().st_mtime_ns for name in files}
+    later = [_new_run_dir(str(tmp_path)) for _ in range(2)]
+    assert len(set(os.listdir(tmp_path))) == 3 and all(os.path.isdir(path) for path in later)
+    assert {name: (tmp_path / run / name).stat().st_mtime_ns for name in files} == contents
 
 
 def test_pretrain_command_reads_a_config_file_and_flags_override_it(

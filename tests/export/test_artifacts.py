@@ -9,6 +9,7 @@ from tfbert.text import BertTokenizer
 SMALL_VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "film"]
 
 
+@pytest.mark.xdist_group("tiny_exports")
 def test_every_runtime_is_exported_verified_and_reported(tiny_exports):
     folder, rows, _ = tiny_exports
     assert [row["artifact"] for row in rows] == [
@@ -38,6 +39,7 @@ def test_every_runtime_is_exported_verified_and_reported(tiny_exports):
     ]
 
 
+@pytest.mark.xdist_group("tiny_exports")
 def test_existing_exports_are_refused_before_anything_is_written(tiny_exports, tiny):
     folder, _, sentences = tiny_exports
     before = sorted(os.listdir(folder)), sorted(os.listdir(folder / "model"))

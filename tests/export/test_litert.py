@@ -5,46 +5,23 @@ import numpy as np
 import pytest
 
 from tfbert.export import check_ops, litert, model_outputs, run_litert
-from tfbert.models import BertBackbone, BertClassifier
-from tfbert.text import BertTokenizer, minilm_checkpoint_dir
-from tfbert.training import create_adamw
+from tfbert.text import BertTokenizer
+
+# One worker fine-tunes MiniLM (tests/conftest.py) for these tests and the classifier's.
+pytestmark = pytest.mark.xdist_group("fine_tuned_minilm")
 
 LENGTH = 32
 
 
 @pytest.fixture(scope="module")
-def tuned(vocabulary_file, rotten_tomatoes):
-    """all-MiniLM-L6-v2 fine-tuned one epoch on 1,024 Rotten Tomatoes
-    sentences, and 1,000 other (held-out) sentences tokenized."""
-    tokenizer = BertTokenizer(vocabulary_file, sequence_length=LENGTH)
-    order = np.random.default_rng(0).permutation(len(rotten_tomatoes))
-    train, held_out = order[:1024], order[1024:2024]
-
-    def arrays(indices):
-        x = tokenizer([rotten_tomatoes[i][0] for i in indices])
-        return {k: v.numpy() for k, v in x.items()}, np.array(
-            [rotten_tomatoes[i][1] for i in indices]
-        )
-
-    (x, y), (test_x, test_y) = arrays(train), arrays(held_out)
-    classifier = BertClassifier(
-        BertBackbone.from_checkpoint(minilm_checkpoint_dir()), 2, pooling="mean"
-    )
-    classifier.compile(optimizer=create_adamw(1e-4))
-    classifier.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    held_out_texts = [rotten_tomatoes[i][0] for i in held_out]
-    return classifier, tokenizer, test_x, test_y, x, held_out_texts
-
-
-@pytest.fixture(scope="module")
-def calibration(tuned):
+def calibration(fine_tuned_minilm):
     """200 tokenized training sentences, one per dict, for int8 calibration."""
-    train_x = tuned[4]
+    train_x = fine_tuned_minilm[4]
     return [{name: value[i : i + 1] for name, value in train_x.items()} for i in range(200)]
 
 
-def test_float32_litert_matches_keras(tmp_path, tuned):
-    classifier, tokenizer, test_x = tuned[:3]
+def test_float32_litert_matches_keras(tmp_path, fine_tuned_minilm):
+    classifier, tokenizer, test_x = fine_tuned_minilm[:3]
     path = litert(
         classifier,
         str(tmp_path / "model.tflite"),
@@ -69,9 +46,9 @@ def test_float32_litert_matches_keras(tmp_path, tuned):
 
 
 def test_quantized_models_agree_with_float_on_1000_held_out_sentences(
-    tmp_path, tuned, calibration
+    tmp_path, fine_tuned_minilm, calibration
 ):
-    classifier, _, test_x, test_y, _, _ = tuned
+    classifier, _, test_x, test_y, _, _ = fine_tuned_minilm
     reference = model_outputs(classifier, test_x)["label"].numpy()
     accuracy = float(np.mean(reference == test_y))
     assert accuracy > 0.70  # a trained model: agreement is not trivial
@@ -96,9 +73,11 @@ def test_quantized_models_agree_with_float_on_1000_held_out_sentences(
         assert os.path.getsize(path) < float_size * largest[quantization]
 
 
-def test_int8_with_every_dense_layer_in_int8_loses_labels(tmp_path, tuned, calibration):
+def test_int8_with_every_dense_layer_in_int8_loses_labels(
+    tmp_path, fine_tuned_minilm, calibration
+):
     """Why "int8" keeps the feed-forward output projections float."""
-    classifier, _, test_x, _, _, _ = tuned
+    classifier, _, test_x, _, _, _ = fine_tuned_minilm
     reference = model_outputs(classifier, test_x)["label"].numpy()
     path = litert(
         classifier,
@@ -112,8 +91,8 @@ def test_int8_with_every_dense_layer_in_int8_loses_labels(tmp_path, tuned, calib
     assert agreement < 0.96, agreement
 
 
-def test_tokenizer_inside_litert_takes_raw_text(tmp_path, tuned):
-    classifier, tokenizer, _, _, _, texts = tuned
+def test_tokenizer_inside_litert_takes_raw_text(tmp_path, fine_tuned_minilm):
+    classifier, tokenizer, _, _, _, texts = fine_tuned_minilm
     path = litert(
         classifier,
         str(tmp_path / "text.tflite"),
@@ -150,8 +129,8 @@ def test_tokenizer_inside_litert_takes_raw_text(tmp_path, tuned):
     np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=0.1)
 
 
-def test_bad_litert_requests_are_refused(tmp_path, tuned):
-    classifier = tuned[0]
+def test_bad_litert_requests_are_refused(tmp_path, fine_tuned_minilm):
+    classifier = fine_tuned_minilm[0]
     with pytest.raises(ValueError, match="pass representative_data"):
         litert(classifier, str(tmp_path / "m.tflite"), quantization="int8")
     with pytest.raises(ValueError, match="Unknown quantization 'int4'"):
@@ -163,11 +142,11 @@ def test_bad_litert_requests_are_refused(tmp_path, tuned):
             quantization="int8",
             representative_data=[],
             include_tokenizer=True,
-            tokenizer=tuned[1],
+            tokenizer=fine_tuned_minilm[1],
         )
     with pytest.raises(ValueError, match="include_tokenizer=True needs the tokenizer"):
         litert(classifier, str(tmp_path / "m.tflite"), include_tokenizer=True)
-    one_example = [{name: value[:1] for name, value in tuned[4].items()}]
+    one_example = [{name: value[:1] for name, value in fine_tuned_minilm[4].items()}]
     with pytest.raises(ValueError, match="'ffn_out', which is no dense layer.*'output_dense'"):
         litert(
             classifier,
@@ -191,5 +170,5 @@ def test_bad_litert_requests_are_refused(tmp_path, tuned):
     (tmp_path / "kept").rmdir()
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n")  # another model's vocabulary
     with pytest.raises(FileExistsError, match="holds another vocabulary"):
-        litert(classifier, str(tmp_path / "m.tflite"), tokenizer=tuned[1])
+        litert(classifier, str(tmp_path / "m.tflite"), tokenizer=fine_tuned_minilm[1])
     assert os.listdir(tmp_path) == ["vocab.txt"]

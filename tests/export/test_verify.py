@@ -36,6 +36,7 @@ NAMES = {"model/1": "SavedModel", "model.onnx": "ONNX file", "model.tflite": "Li
 
 
 @pytest.mark.parametrize("artifact", list(VERIFIERS))
+@pytest.mark.xdist_group("tiny_exports")
 def test_another_models_weights_fail_the_output_check(tiny_exports, tiny, flipped, artifact):
     folder, _, sentences = tiny_exports
     path = str(folder / artifact)
@@ -55,6 +56,7 @@ def test_another_models_weights_fail_the_output_check(tiny_exports, tiny, flippe
     assert "Export it again from the model you verify against" in message
 
 
+@pytest.mark.xdist_group("tiny_exports")
 def test_a_quantized_litert_model_is_held_to_label_agreement(
     tmp_path, tiny, flipped, tiny_exports
 ):
@@ -77,6 +79,7 @@ def test_a_quantized_litert_model_is_held_to_label_agreement(
         verify_litert(path, flipped, sentences, atol=1e-3, min_label_agreement=0.0)
 
 
+@pytest.mark.xdist_group("tiny_exports")
 def test_a_litert_file_without_its_metadata_is_refused(tmp_path, tiny, tiny_exports):
     folder, _, sentences = tiny_exports
     shutil.copy(folder / "model.tflite", tmp_path / "model.tflite")
@@ -84,6 +87,7 @@ def test_a_litert_file_without_its_metadata_is_refused(tmp_path, tiny, tiny_expo
         verify_litert(str(tmp_path / "model.tflite"), tiny, sentences)
 
 
+@pytest.mark.xdist_group("tiny_exports")
 def test_reports_give_size_and_batch_1_latency_when_asked(tiny_exports, tiny):
     folder, _, sentences = tiny_exports
     report = verify_onnx(str(folder / "model.onnx"), tiny, sentences[:4], latency_repeats=3)

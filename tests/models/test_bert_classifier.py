@@ -7,36 +7,15 @@ import pytest
 from tests.models.test_bert_backbone import TINY
 from tests.test_case import run_model_test
 from tfbert.models import BertBackbone, BertClassifier, TextClassifier
-from tfbert.text import BertTokenizer, minilm_checkpoint_dir
-from tfbert.training import WarmupPolynomialDecay, create_adamw
+from tfbert.text import BertTokenizer
 
 
-@pytest.fixture(scope="module")
-def rotten_split(rotten_tomatoes):
-    order = np.random.default_rng(0).permutation(len(rotten_tomatoes))
-    rows = [rotten_tomatoes[i] for i in order]
-    return rows[:800], rows[800:1200]
-
-
-def _arrays(tokenizer, rows):
-    texts, labels = zip(*rows, strict=True)
-    return {k: v.numpy() for k, v in tokenizer(list(texts)).items()}, np.array(labels)
-
-
-def test_fine_tuned_minilm_learns_rotten_tomatoes(rotten_split):
-    """One epoch on 800 real sentences lifts held-out accuracy far above chance."""
-    train, test = rotten_split
-    tokenizer = BertTokenizer.from_checkpoint(minilm_checkpoint_dir(), sequence_length=32)
-    classifier = BertClassifier(BertBackbone.from_checkpoint(minilm_checkpoint_dir()), 2)
-    steps = len(train) // 16
-    classifier.compile(
-        optimizer=create_adamw(WarmupPolynomialDecay(1e-4, steps // 10, steps)),
-    )
-    x, y = _arrays(tokenizer, train)
-    classifier.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    x, y = _arrays(tokenizer, test)
+@pytest.mark.xdist_group("fine_tuned_minilm")
+def test_fine_tuned_minilm_learns_rotten_tomatoes(fine_tuned_minilm):
+    """One epoch on 1,024 real sentences lifts held-out accuracy far above chance."""
+    classifier, _, x, y, _, _ = fine_tuned_minilm
     loss, accuracy = classifier.evaluate(x, y, batch_size=64, verbose=0)
-    assert accuracy > 0.65, accuracy  # chance is 0.5; the benchmark trains fully
+    assert accuracy > 0.70, accuracy  # chance is 0.5; the benchmark trains fully
     predicted = classifier.predict(x, batch_size=64, verbose=0).argmax(-1)
     assert np.isclose(np.mean(predicted == y), accuracy)
 
