@@ -153,7 +153,9 @@ def _fine_tune_sentiment(backbone, vocabulary_file, args):
     classifier = BertClassifier(backbone, num_classes=2)
     steps = args.finetune_epochs * -(-len(y) // args.batch_size)
     classifier.compile(
-        optimizer=create_adamw(WarmupPolynomialDecay(1e-4, max(1, steps // 10), steps))
+        optimizer=create_adamw(
+            WarmupPolynomialDecay(args.finetune_learning_rate, max(1, steps // 10), steps)
+        )
     )
     print(f"      {len(y)} sentences to train on, {len(test_y)} held out")
     classifier.fit(
@@ -310,12 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--preset", default="bert_tiny")
     start.add_argument("--sequence-length", type=int, default=128)
     start.add_argument("--batch-size", type=int, default=32)
-    start.add_argument("--epochs", type=int, default=4)
+    start.add_argument("--epochs", type=int, default=2)
     start.add_argument(
         "--max-steps", type=int, default=0, help="cap on batches per epoch (0: all)"
     )
     start.add_argument("--learning-rate", type=float, default=1e-3)
     start.add_argument("--finetune-epochs", type=int, default=2)
+    start.add_argument(
+        "--finetune-learning-rate",
+        type=float,
+        default=3e-4,
+        help="peak rate of the sentiment fine-tuning (small models want more than BERT's 1e-4)",
+    )
     start.add_argument(
         "--finetune-examples",
         type=int,
