@@ -166,9 +166,9 @@ def test_overloaded_server_is_retried_then_succeeds(served, client_for):
 
 def test_timeouts_and_unreachable_servers(served, client_for):
     _, texts, double, _, _ = served
-    client = client_for(timeout=0.2, retries=1)
-    client.metadata()
-    double.delay = 0.6
+    client = client_for(retries=1)
+    client.metadata()  # at the default timeout: another test may load the CPU
+    client.timeout, double.delay = 0.2, 0.6
     start = time.monotonic()
     with pytest.raises(ServingError, match="after 2 attempts"):
         client.predict({"text": texts[:1]})
