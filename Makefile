@@ -44,6 +44,7 @@ wheel-check:
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tokenizer.py
+	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_tasks.py
