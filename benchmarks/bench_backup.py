@@ -64,7 +64,7 @@ class _BackupTimer(keras.callbacks.Callback):
         backup._save = timed
 
 
-class _Clock(keras.callbacks.Callback):
+class EpochClock(keras.callbacks.Callback):
     """Seconds from the first step to the epoch's end (after the callbacks
     before it, the backup included): `fit`'s start-up is left out."""
 
@@ -77,7 +77,7 @@ class _Clock(keras.callbacks.Callback):
 
 
 def _fit(model, dataset, steps, save_freq, folder):
-    callbacks, timer, clock = [], None, _Clock()
+    callbacks, timer, clock = [], None, EpochClock()
     if save_freq is not None:
         backup = TrainingBackup(os.path.join(folder, "backup"), save_freq, delete_checkpoint=False)
         timer = _BackupTimer(backup)

@@ -57,6 +57,7 @@ tf.config.threading.set_inter_op_parallelism_threads(ARGS.inter)
 tf.config.threading.set_intra_op_parallelism_threads(ARGS.intra)
 
 import keras  # noqa: E402
+from bench_backup import EpochClock  # noqa: E402  (this folder is on sys.path)
 
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend)
 from tfbert.models import BertBackbone, BertPretrainer  # noqa: E402
@@ -70,7 +71,7 @@ from tfbert.text import (  # noqa: E402
 )
 from tfbert.training import (  # noqa: E402
     WarmupPolynomialDecay,
-    cpu_supports_bfloat16,
+    cpu_flags,
     create_adamw,
     training_callbacks,
 )
@@ -78,18 +79,6 @@ from tfbert.training import (  # noqa: E402
 LENGTH, BATCH = 128, 32
 ROWS = ("pipeline", "step", "fit + pipeline", "fit + callbacks", "fit + validation")
 ROWS += ("step, XLA",) if ARGS.xla else ()
-
-
-class _Clock(keras.callbacks.Callback):
-    """Seconds from the first step to the epoch's end, after the callbacks
-    listed before it (validation included): `fit`'s start-up is left out."""
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds = time.perf_counter() - self.started
 
 
 def _setting(preset: str, folder: str) -> dict:
@@ -128,7 +117,7 @@ def _setting(preset: str, folder: str) -> dict:
     callbacks = training_callbacks(os.path.join(folder, preset), BATCH)
 
     def fit(dataset, extra=(), model=model, **kwargs):
-        clock = _Clock()
+        clock = EpochClock()
         extra = [*extra, clock]
         model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=extra, **kwargs)
         return clock.seconds
@@ -174,7 +163,7 @@ def main():
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default'}, "
         f"intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
     )
-    flags = "AVX512-BF16" if cpu_supports_bfloat16() else "no AVX512-BF16"
+    flags = " ".join(cpu_flags()) or "no AVX2"
     print(
         f"\n{os.cpu_count()} CPUs ({flags}), {threads}; {ARGS.precision}, batch {BATCH}, "
         f"sequence {LENGTH}, {ARGS.steps} steps per round, median of {ARGS.rounds} rounds\n"

@@ -34,6 +34,7 @@ from tfbert.text import (  # noqa: E402
     pretraining_dataset,
     write_pretraining_text,
 )
+from tfbert.training import cpu_flags  # noqa: E402
 
 SIZE = {"num_layers": 4, "num_heads": 4, "hidden_dim": 256, "intermediate_dim": 1024}
 VOCABULARY, BATCH, LENGTH, PREDICTIONS = 30522, 32, 128, 20
@@ -48,14 +49,6 @@ def real_batches(count: int, seed: int = 0):
         path, tokenizer, LENGTH, BATCH, max_predictions=PREDICTIONS, seed=seed
     )
     return list(dataset.take(count))
-
-
-def flags() -> str:
-    """The CPU's vector extensions that decide these figures."""
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        present = set(f.read().split())
-    names = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
-    return " ".join(name for flag, name in names.items() if flag in present) or "no AVX2"
 
 
 def matmul_peak(dtype: str) -> float:
@@ -139,7 +132,8 @@ def main():
     print(
         "matmul peak: "
         + ", ".join(f"{kernels[p]} {peak / 1e9:.0f} GFLOP/s" for p, peak in peaks.items())
-        + f"; {os.cpu_count()} CPUs ({flags()}); bert_mini, batch {BATCH}, seq {LENGTH}"
+        + f"; {os.cpu_count()} CPUs ({' '.join(cpu_flags()) or 'no AVX2'}); "
+        + f"bert_mini, batch {BATCH}, seq {LENGTH}"
     )
 
     runs = []

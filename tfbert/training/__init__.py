@@ -24,7 +24,7 @@ from tfbert.training.optimizers import (
     create_lamb,
     layerwise_multiplier,
 )
-from tfbert.training.precision import cpu_supports_bfloat16, resolve_precision
+from tfbert.training.precision import cpu_flags, cpu_supports_bfloat16, resolve_precision
 from tfbert.training.pretraining import PretrainingConfig, pretrain
 from tfbert.training.strategy import (
     check_dataset,
@@ -54,6 +54,7 @@ __all__ = [
     "WarmupPolynomialDecay",
     "check_dataset",
     "compile_options",
+    "cpu_flags",
     "cpu_supports_bfloat16",
     "create_adamw",
     "create_lamb",

@@ -5,14 +5,25 @@ import tensorflow as tf
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def cpu_supports_bfloat16() -> bool:
-    """True when the CPU has native bfloat16 dot products (AVX512-BF16 or AMX)."""
+# /proc/cpuinfo flag -> the name the benchmarks and README use.
+CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
+
+
+def cpu_flags() -> list[str]:
+    """The vector extensions of this CPU that decide tfbert's speed on it,
+    among AVX2, AVX-512, AVX512-BF16 and AMX (none where /proc/cpuinfo
+    cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
+            present = set(f.read().split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return []
+    return [name for flag, name in CPU_FLAGS.items() if flag in present]
+
+
+def cpu_supports_bfloat16() -> bool:
+    """True when the CPU has native bfloat16 dot products (AVX512-BF16 or AMX)."""
+    return bool({"AVX512-BF16", "AMX"} & set(cpu_flags()))
 
 
 def resolve_precision(precision: str = "auto") -> str:
