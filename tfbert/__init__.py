@@ -3,9 +3,10 @@
 import importlib
 import pkgutil
 
-from tfbert.backend import require_tensorflow_backend
+from tfbert.backend import pin_tf_keras, require_tensorflow_backend
 
 require_tensorflow_backend()
+pin_tf_keras()
 
 # training registers its schedules and optimizers, so that every saved
 # tfbert model loads after `import tfbert`.

@@ -92,6 +92,22 @@ class DistributedTrainer(keras.Model):
                 super().__init__(inputs=inputs, outputs=head(backbone(inputs)), **kwargs)
     """
 
+    def __init__(self, *args, pruning: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Magnitude pruning's state (`tfbert.compression.prune_low_magnitude`):
+        # which kernels carry masks, and the schedule. It is part of the saved
+        # config, so a pruning-wrapped model loads with its masks and resumes.
+        self.pruning = None
+        if pruning:
+            from tfbert.layers.kernel_mask import mask_kernels
+
+            mask_kernels(self, pruning["layers"], pruning["params"])
+            self.pruning = pruning
+
+    def pruning_config(self) -> dict:
+        """`{"pruning": ...}` for `get_config` while the model is pruning-wrapped, else `{}`."""
+        return {"pruning": self.pruning} if self.pruning else {}
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
         if strategy is None or iterator is None or not spans_workers(strategy):

@@ -267,6 +267,7 @@ class BertBackbone(DistributedTrainer):
             "initializer_range": self.initializer_range,
             "return_hidden_states": self.return_hidden_states,
             "return_attention_scores": self.return_attention_scores,
+            **self.pruning_config(),
         }
 
     @classmethod

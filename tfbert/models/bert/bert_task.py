@@ -67,6 +67,7 @@ class BackboneModel(DistributedTrainer):
             "trainable": self.trainable,
             "backbone": keras.layers.serialize(self.backbone),
             **{arg: getattr(self, arg) for arg in self.CONFIG_ARGS},
+            **self.pruning_config(),
         }
 
     @classmethod
