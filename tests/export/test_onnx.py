@@ -36,3 +36,36 @@ def test_onnx_refuses_to_overwrite_and_odd_names(tmp_path, sentiment):
     with pytest.raises(ValueError, match="tokenizer has 6 tokens but the model's embedding has"):
         onnx(sentiment.classifier, str(tmp_path / "other.onnx"), tokenizer=small)
     assert os.listdir(tmp_path) == ["model.onnx"]
+
+
+@pytest.mark.xdist_group("fine_tuned_minilm")
+def test_dynamic_int8_onnx_keeps_the_labels_of_a_fine_tuned_minilm(tmp_path, fine_tuned_minilm):
+    from tfbert.export import VerificationError, model_outputs, verify_onnx
+    from tfbert.export.onnx import onnx_quantization
+
+    classifier, tokenizer, test_x, test_y, _, texts = fine_tuned_minilm
+    path = onnx(classifier, str(tmp_path / "int8.onnx"), quantization="dynamic_int8")
+    assert onnx_quantization(path) == "dynamic_int8"
+    # int8 weights: about a quarter of the float32 parameters' bytes.
+    float_bytes = 4 * classifier.count_params()
+    assert os.path.getsize(path) < 0.3 * float_bytes
+    reference = model_outputs(classifier, test_x)["label"].numpy()
+    labels = run_onnx(path, test_x)["label"]
+    agreement = float(np.mean(labels == reference))
+    print(
+        f"ONNX dynamic_int8: {agreement:.3f} label agreement on 1,000 held-out sentences, "
+        f"accuracy {np.mean(labels == test_y):.3f} vs {np.mean(reference == test_y):.3f}"
+    )
+    assert agreement >= 0.96
+    assert abs(np.mean(labels == test_y) - np.mean(reference == test_y)) <= 0.02
+
+    report = verify_onnx(path, classifier, texts[:200], tokenizer=tokenizer)
+    assert report["label_agreement"] >= 0.96
+    with pytest.raises(VerificationError) as error:
+        verify_onnx(path, classifier, texts[:200], tokenizer=tokenizer, min_label_agreement=1.01)
+    message = str(error.value)
+    assert "(dynamic_int8) fails the label check" in message
+    assert "below the required 101.0%" in message
+    with pytest.raises(ValueError, match="Unknown quantization 'int4' for ONNX"):
+        onnx(classifier, str(tmp_path / "int4.onnx"), quantization="int4")
+    assert not os.path.exists(tmp_path / "int4.onnx")

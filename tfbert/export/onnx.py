@@ -1,6 +1,7 @@
 """ONNX export (token ids in) through tf2onnx, checked with ONNX Runtime."""
 
 import os
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +25,20 @@ def _erfc_as_one_minus_erf(ctx, node, name, args):
     )
 
 
-def onnx(model, path: str, opset: int = 17, tokenizer=None, overwrite: bool = False) -> str:
+# ONNX Runtime's post-training quantizations `onnx()` offers.
+ONNX_QUANTIZATIONS = (None, "dynamic_int8")
+# Where `onnx()` records the quantization, read back by `verify_onnx`.
+QUANTIZATION_KEY = "tfbert_quantization"
+
+
+def onnx(
+    model,
+    path: str,
+    opset: int = 17,
+    tokenizer=None,
+    overwrite: bool = False,
+    quantization: str | None = None,
+) -> str:
     """Writes `model` as an ONNX file taking `token_ids`, `segment_ids` and
     `padding_mask` (int32, dynamic batch and length); returns `path`.
 
@@ -40,9 +54,18 @@ def onnx(model, path: str, opset: int = 17, tokenizer=None, overwrite: bool = Fa
         opset: int, default 17.
         tokenizer: optional; checked against the model's vocabulary size.
         overwrite: bool, default False.
+        quantization: None (float32) or "dynamic_int8": ONNX Runtime's
+            `quantize_dynamic`, int8 weights for MatMul/Gemm (per output
+            channel) with activations quantized at run time, so no
+            calibration data is needed. Its outputs differ from the Keras
+            model's by design: `verify_onnx` checks its labels instead.
     """
     import tf2onnx
 
+    if quantization not in ONNX_QUANTIZATIONS:
+        raise ValueError(
+            f"Unknown quantization {quantization!r} for ONNX; use one of {ONNX_QUANTIZATIONS}."
+        )
     model, tokenizer, _ = prepare(model, tokenizer)
     if not path.endswith(".onnx"):
         raise ValueError(f"ONNX files end in .onnx; received {path!r}.")
@@ -56,14 +79,129 @@ def onnx(model, path: str, opset: int = 17, tokenizer=None, overwrite: bool = Fa
         return model_outputs(model, inputs)
 
     with atomic_path(path, overwrite=overwrite) as staging:
-        tf2onnx.convert.from_function(
-            serve,
-            input_signature=signature,
-            opset=opset,
-            output_path=staging,
-            custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
-        )
+        with tempfile.TemporaryDirectory() as scratch:
+            converted = staging if quantization is None else os.path.join(scratch, "f32.onnx")
+            tf2onnx.convert.from_function(
+                serve,
+                input_signature=signature,
+                opset=opset,
+                output_path=converted,
+                custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
+            )
+            if quantization == "dynamic_int8":
+                _quantize_dynamic(converted, staging)
     return path
+
+
+def _fold_weight_shapes(model) -> None:
+    """Folds `Shape(weight)` and `Reshape(weight, constant)` into constants.
+
+    tf2onnx reads each attention kernel's shape at run time and reshapes it
+    there; those nodes would keep a float32 copy of every kernel beside its
+    int8 one, and hide the Gemm's weight from the quantizer.
+    """
+    from onnx import numpy_helper
+
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    folded, nodes = [], []
+    for node in model.graph.node:
+        source = values.get(node.input[0]) if node.input else None
+        if node.op_type == "Shape" and source is not None and not node.attribute:
+            result = np.array(source.shape, np.int64)
+        elif node.op_type == "Reshape" and source is not None and node.input[1] in values:
+            shape = [
+                source.shape[i] if size == 0 else size
+                for i, size in enumerate(values[node.input[1]].tolist())
+            ]
+            result = source.reshape(shape)
+        else:
+            nodes.append(node)
+            continue
+        values[node.output[0]] = result
+        folded.append(numpy_helper.from_array(result, node.output[0]))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(folded)
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {output.name for output in model.graph.output}
+    kept = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+
+
+def _gemm_as_matmul(model) -> None:
+    """Rewrites each `Gemm` (tf2onnx's form of a 2-D dense layer) as MatMul + Add.
+
+    ONNX Runtime's dynamic quantization has an int8 kernel for MatMul, none
+    for Gemm: left as Gemm, the attention projections would stay float32.
+    """
+    from onnx import helper, numpy_helper
+
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
+    nodes = []
+    for node in model.graph.node:
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "Gemm":
+            nodes.append(node)
+            continue
+        a, b, *c = node.input
+        c = [name for name in c if name]
+        # beta scales C, so it matters only when there is a C.
+        plain = attributes.get("alpha", 1.0) == 1.0 and (
+            not c or attributes.get("beta", 1.0) == 1.0
+        )
+        if not plain or attributes.get("transA", 0):
+            nodes.append(node)
+            continue
+        if attributes.get("transB", 0):
+            if b not in weights:
+                nodes.append(node)
+                continue
+            transposed = numpy_helper.to_array(weights[b]).T.copy()
+            weights[b].CopyFrom(numpy_helper.from_array(transposed, b))
+        product = node.output[0] + "_matmul" if c else node.output[0]
+        nodes.append(helper.make_node("MatMul", [a, b], [product], name=node.name + "_matmul"))
+        if c:
+            nodes.append(
+                helper.make_node("Add", [product, c[0]], [node.output[0]], name=node.name)
+            )
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def _quantize_dynamic(source: str, target: str) -> None:
+    import onnx as onnx_format
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx_format.load(source)
+    _fold_weight_shapes(model)
+    onnx_format.save(model, source)
+    # ONNX Runtime's basic level folds the remaining constant subgraphs (the
+    # kernels' shape arithmetic), so that every weight reaches its MatMul as
+    # an initializer.
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = source
+    onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    model = onnx_format.load(source)
+    _gemm_as_matmul(model)
+    onnx_format.save(model, source)
+    # Per-channel int8 weights keep a fine-tuned MiniLM's labels (per-tensor
+    # scales lose a few points on its wide-ranged FFN kernels).
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+    quantized = onnx_format.load(target)
+    entry = quantized.metadata_props.add()
+    entry.key, entry.value = QUANTIZATION_KEY, "dynamic_int8"
+    onnx_format.save(quantized, target)
+
+
+def onnx_quantization(path: str) -> str:
+    """ "float32", or the quantization `onnx()` recorded in the file."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.get_modelmeta().custom_metadata_map.get(QUANTIZATION_KEY, "float32")
 
 
 def run_onnx(path: str, inputs: dict) -> dict:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from tfbert.export.litert import interpreter, run_litert
-from tfbert.export.onnx import run_onnx
+from tfbert.export.onnx import onnx_quantization, run_onnx
 from tfbert.export.saved_model import model_outputs, prepare, token_axes
 
 # Runs in a fresh interpreter that imports only TensorFlow and tensorflow-text,
@@ -212,6 +212,22 @@ def _report(path, max_abs_diff, label_agreement, batch1_ms, requests) -> dict:
     }
 
 
+def _check_labels(artifact, quantization, agreement, count, min_label_agreement, advice):
+    """The label gate of a quantized artifact: its labels must equal the Keras
+    model's on `LABEL_AGREEMENT[quantization]` (or `min_label_agreement`) of the texts."""
+    if quantization == "float32" or agreement is None:
+        return
+    bar = LABEL_AGREEMENT.get(quantization, 1.0)
+    bar = bar if min_label_agreement is None else min_label_agreement
+    if agreement < bar:
+        equal = int(round(agreement * count))
+        raise VerificationError(
+            f"{artifact} fails the label check: {equal} of {count} labels "
+            f"({agreement:.1%}) equal the Keras model's, below the required {bar:.1%}. "
+            f"{advice}, or pass min_label_agreement= to accept it."
+        )
+
+
 def verify_saved_model(
     path: str,
     model,
@@ -299,25 +315,33 @@ def verify_onnx(
     texts,
     tokenizer=None,
     lengths=(16, 48),
-    atol: float = 1e-4,
+    atol: float | None = None,
     latency_repeats: int = 0,
+    min_label_agreement: float | None = None,
 ) -> dict:
     """Checks the ONNX file at `path` against `model` under ONNX Runtime
     (CPU); returns a report like `verify_saved_model`'s.
 
     `texts` are tokenized at the tokenizer's own length (batch sizes 1 and
-    len(texts)) and at each of `lengths`; every float output must match the
-    Keras model within `atol`. `label_agreement`
-    is measured on the full batch at the tokenizer's length, `batch1_ms`
-    (with `latency_repeats` > 0) on its first text.
+    len(texts)) and at each of `lengths`. A float32 file's float outputs
+    must match the Keras model within `atol` (default 1e-4). A
+    "dynamic_int8" file (`onnx(..., quantization="dynamic_int8")`) differs
+    by design: its labels must equal the Keras model's on at least
+    `min_label_agreement` of `texts` (default `LABEL_AGREEMENT`, 0.96), its
+    values are checked only when `atol` is given. `label_agreement` is
+    measured on the full batch at the tokenizer's length, `batch1_ms` (with
+    `latency_repeats` > 0) on its first text.
 
     Raises:
-        VerificationError: the outputs' names, shapes or values differ.
+        VerificationError: the outputs' names, shapes, values or labels differ.
     """
     model, tokenizer, _ = prepare(model, tokenizer)
     if tokenizer is None:
         raise ValueError("verify_onnx needs the tokenizer that makes the token ids.")
-    artifact = f"ONNX file {path}"
+    quantization = onnx_quantization(path)
+    if quantization == "float32" and atol is None:
+        atol = 1e-4
+    artifact = f"ONNX file {path}" + ("" if quantization == "float32" else f" ({quantization})")
     texts = [str(text) for text in texts]
     full = {k: v.numpy() for k, v in tokenizer(texts).items()}
     batches = [{k: v[:1] for k, v in full.items()}, full]
@@ -339,6 +363,14 @@ def verify_onnx(
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         batch1_ms = median_ms(lambda: session.run(None, batches[0]), latency_repeats)
     agreement = _label_agreement(expected[1], answers[1])
+    _check_labels(
+        artifact,
+        quantization,
+        agreement,
+        len(texts),
+        min_label_agreement,
+        "Export it in float32 (quantization=None)",
+    )
     return _report(path, worst, agreement, batch1_ms, len(batches))
 
 
@@ -403,17 +435,14 @@ def verify_litert(
     # A quantized file's values are checked only with `atol`, its labels below.
     worst = _check_difference(artifact, [expected], [got], atol)
     agreement = _label_agreement(expected, got)
-    if quantization != "float32" and agreement is not None:
-        bar = LABEL_AGREEMENT.get(quantization, 1.0)
-        bar = bar if min_label_agreement is None else min_label_agreement
-        if agreement < bar:
-            equal = int(round(agreement * len(texts)))
-            raise VerificationError(
-                f"{artifact} fails the label check: {equal} of {len(texts)} labels "
-                f"({agreement:.1%}) equal the Keras model's, below the required {bar:.1%}. "
-                "Quantize less (float16, or 'int8' with its default float_layers), or pass "
-                "min_label_agreement= to accept it."
-            )
+    _check_labels(
+        artifact,
+        quantization,
+        agreement,
+        len(texts),
+        min_label_agreement,
+        "Quantize less (float16, or 'int8' with its default float_layers)",
+    )
     batch1_ms = None
     if latency_repeats > 0:
         runner = interpreter(path).get_signature_runner()
