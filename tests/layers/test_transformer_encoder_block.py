@@ -93,3 +93,26 @@ def test_bad_configuration_raises():
         TransformerEncoderBlock(num_heads=4, intermediate_dim=32)(
             x, output_positions=np.array([0, 1])
         )
+
+
+def test_key_dim_harness_with_fewer_heads_than_the_width():
+    # 3 heads of 4 on a width of 16 (structured pruning's shape); the output
+    # projection maps the 12 head features back to the width.
+    x, padding_mask = _data()
+    run_layer_test(
+        TransformerEncoderBlock,
+        {"num_heads": 3, "key_dim": 4, "intermediate_dim": 8},
+        {
+            "inputs": x,
+            "padding_mask": padding_mask,
+            "head_mask": np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], "float32"),
+        },
+        expected_output_shape=(B, T, D),
+    )
+    block = TransformerEncoderBlock(num_heads=3, key_dim=4, intermediate_dim=8)
+    block(x)
+    assert tuple(block.self_attention.query_dense.kernel.shape) == (D, 3, 4)
+    assert tuple(block.self_attention.output_dense.kernel.shape) == (3, 4, D)
+    assert TransformerEncoderBlock(num_heads=4, intermediate_dim=8).get_config()["key_dim"] is None
+    with pytest.raises(ValueError, match=r"`key_dim` must be a positive integer .*key_dim=0"):
+        TransformerEncoderBlock(num_heads=3, key_dim=0, intermediate_dim=8)

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -115,3 +116,62 @@ def test_bad_inputs_raise_clear_errors(real_inputs):
         BertBackbone(**{**TINY, "vocabulary_size": 100})(real_inputs)
     with pytest.raises(ValueError, match="`num_layers` must be a positive integer"):
         BertBackbone(**{**TINY, "num_layers": 0})
+
+
+PER_LAYER = {**TINY, "num_heads": [4, 1], "head_dim": 4, "intermediate_dim": [64, 8]}
+
+
+def test_per_layer_sizes_model_harness(real_inputs):
+    # Per-layer head counts and FFN widths (what structured pruning leaves),
+    # num_heads * head_dim below hidden_dim: the whole model harness.
+    def build(dtype=None):
+        return BertBackbone(**PER_LAYER, dropout=0.0, return_attention_scores=True, dtype=dtype)
+
+    out = run_model_test(build, real_inputs, float32_outputs=(0, 1))
+    assert [tuple(s.shape) for s in out["attention_scores"]] == [(8, 4, 32, 32), (8, 1, 32, 32)]
+    backbone = build()
+    blocks = backbone.transformer_layers
+    assert [tuple(b.self_attention.output_dense.kernel.shape) for b in blocks] == [
+        (4, 4, 32),
+        (1, 4, 32),
+    ]
+    assert [tuple(b.output_dense.kernel.shape) for b in blocks] == [(64, 32), (8, 32)]
+    assert backbone.get_config()["num_heads"] == [4, 1]
+
+
+def test_sizes_given_per_layer_or_once_build_the_same_model(real_inputs):
+    keras.utils.set_random_seed(7)
+    plain = BertBackbone(**TINY)
+    keras.utils.set_random_seed(7)
+    listed = BertBackbone(
+        **{**TINY, "num_heads": [4, 4], "intermediate_dim": (64, 64)}, head_dim=8
+    )
+    for a, b in zip(plain.get_weights(), listed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert_all_close(listed(real_inputs), plain(real_inputs), atol=0.0)
+    assert plain.get_config()["head_dim"] is None
+    assert listed.get_config()["intermediate_dim"] == [64, 64]  # lists, as JSON reads back
+
+
+def test_per_layer_sizes_refuse_a_hugging_face_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match=r"num_heads=\[4, 1\], intermediate_dim=\[64, 8\].*"
+                       r"Save it with `model.save\('model.keras'\)` instead"):  # fmt: skip
+        BertBackbone(**PER_LAYER).save_checkpoint(str(tmp_path / "hf"))
+    with pytest.raises(ValueError, match="head_dim=4, hidden_dim=32"):
+        BertBackbone(**{**TINY, "head_dim": 4}).save_checkpoint(str(tmp_path / "hf"))
+    assert not (tmp_path / "hf").exists()
+
+
+def test_bad_per_layer_sizes_raise_clear_errors():
+    expected = r"num_layers=2 positive integers; received num_heads=\[4, 4, 4\]"
+    with pytest.raises(ValueError, match=expected):
+        BertBackbone(**{**PER_LAYER, "num_heads": [4, 4, 4]})
+    with pytest.raises(
+        ValueError, match=r"`intermediate_dim` .* received intermediate_dim=\[64, 0\]"
+    ):
+        BertBackbone(**{**PER_LAYER, "intermediate_dim": [64, 0]})
+    with pytest.raises(ValueError, match=r"`head_dim` is required when `num_heads` is a list"):
+        BertBackbone(**{**PER_LAYER, "head_dim": None})
+    with pytest.raises(ValueError, match=r"`head_dim` must be a positive integer or None "
+                       r"\(hidden_dim // num_heads\); received head_dim=2.5"):  # fmt: skip
+        BertBackbone(**{**PER_LAYER, "head_dim": 2.5})

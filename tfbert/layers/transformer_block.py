@@ -14,6 +14,8 @@ class TransformerBlock(keras.layers.Layer):
     pre-LN:  x = x + Dropout(f(LayerNorm(x)))  (`normalize_first=True`).
     The feed-forward network is Dense(intermediate_dim, activation) ->
     Dense(hidden_dim), plain `Dense` layers that pruning and quantization find.
+    Attention has `num_heads` heads of `key_dim` (default hidden_dim //
+    num_heads); structured pruning leaves num_heads * key_dim < hidden_dim.
     """
 
     def __init__(
@@ -27,6 +29,7 @@ class TransformerBlock(keras.layers.Layer):
         normalize_first: bool = False,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        key_dim: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -35,12 +38,20 @@ class TransformerBlock(keras.layers.Layer):
                 "`intermediate_dim` must be a positive integer; received "
                 f"intermediate_dim={intermediate_dim!r}."
             )
+        if key_dim is not None and (
+            isinstance(key_dim, bool) or not isinstance(key_dim, int) or key_dim < 1
+        ):
+            raise ValueError(
+                "`key_dim` must be a positive integer (the size of each head) or None "
+                f"(hidden_dim // num_heads); received key_dim={key_dim!r}."
+            )
         for name, rate in (("dropout", dropout), ("attention_dropout", attention_dropout)):
             if rate is not None and not 0.0 <= rate < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate}.")
         get_activation(activation)  # fail early on an unknown name
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
+        self.key_dim = key_dim
         self.dropout = dropout
         self.attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.activation = activation
@@ -52,7 +63,7 @@ class TransformerBlock(keras.layers.Layer):
     def _attention(self, name, hidden_dim, query_shape, value_shape=None):
         layer = MultiHeadAttention(
             num_heads=self.num_heads,
-            key_dim=check_hidden_dim(hidden_dim, self.num_heads),
+            key_dim=self.key_dim or check_hidden_dim(hidden_dim, self.num_heads),
             dropout=self.attention_dropout,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=clone_initializer(self.bias_initializer),
@@ -133,6 +144,7 @@ class TransformerBlock(keras.layers.Layer):
                 "normalize_first": self.normalize_first,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "key_dim": self.key_dim,
             }
         )
         return config

@@ -15,7 +15,7 @@ class TransformerDecoderBlock(TransformerBlock):
 
     Args: as `TransformerEncoderBlock` (num_heads, intermediate_dim, dropout,
         attention_dropout, activation, layer_norm_epsilon, normalize_first,
-        kernel_initializer, bias_initializer).
+        kernel_initializer, bias_initializer, key_dim).
 
     Example:
         block = TransformerDecoderBlock(num_heads=4, intermediate_dim=256)

@@ -11,7 +11,8 @@ class TransformerEncoderBlock(TransformerBlock):
     """Bidirectional self-attention + feed-forward, post-LN (BERT) or pre-LN.
 
     Args:
-        num_heads: int. Attention heads; must divide the input width.
+        num_heads: int. Attention heads; must divide the input width unless
+            `key_dim` is given.
         intermediate_dim: int. Width of the feed-forward hidden layer.
         dropout: float, default 0.0. Dropout after attention and feed-forward.
         attention_dropout: float, default None (= `dropout`). On attention
@@ -22,6 +23,10 @@ class TransformerEncoderBlock(TransformerBlock):
         normalize_first: bool, default False. Pre-LN instead of post-LN.
         kernel_initializer: default "glorot_uniform".
         bias_initializer: default "zeros".
+        key_dim: int, default None (= input width // num_heads). Size of each
+            head; num_heads * key_dim may differ from the input width (heads
+            removed by structured pruning), the output projection maps the
+            heads back to the input width.
 
     Example:
         block = TransformerEncoderBlock(num_heads=4, intermediate_dim=256)

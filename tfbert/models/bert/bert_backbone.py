@@ -23,6 +23,27 @@ POOLER_WEIGHTS = ("pooler/kernel", "pooler/bias")
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
 
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _per_layer(name: str, value, num_layers: int) -> list[int]:
+    """`value` (an int, or a list of one int per layer) as a list of num_layers ints."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_layers or not all(_is_positive_int(v) for v in value):
+            raise ValueError(
+                f"`{name}` must be a positive integer or a list of num_layers={num_layers} "
+                f"positive integers; received {name}={value!r}."
+            )
+        return list(value)
+    if not _is_positive_int(value):
+        raise ValueError(
+            f"`{name}` must be a positive integer or a list of num_layers={num_layers} "
+            f"positive integers; received {name}={value!r}."
+        )
+    return [value] * num_layers
+
+
 @keras.saving.register_keras_serializable(package="tfbert")
 class BertBackbone(DistributedTrainer):
     """BERT encoder: embeddings, `num_layers` post-LN encoder blocks, pooler.
@@ -35,12 +56,20 @@ class BertBackbone(DistributedTrainer):
     block), and with `return_attention_scores` also `attention_scores`, a list
     of num_layers (B, num_heads, T, T) probabilities.
 
+    Sizes may differ per layer (a list with one entry per block for
+    `num_heads` and `intermediate_dim`, with `head_dim` fixing the head
+    size): the shape structured pruning leaves (`tfbert.compression.
+    structured_pruning`). Such a backbone trains, saves as `.keras` and
+    exports like any other, but has no Hugging Face checkpoint layout.
+
     Args:
         vocabulary_size: int. Number of token ids.
         num_layers: int. Number of encoder blocks.
-        num_heads: int. Attention heads; must divide `hidden_dim`.
+        num_heads: int or list of num_layers ints. Attention heads per
+            block; an int must divide `hidden_dim` unless `head_dim` is given.
         hidden_dim: int. Model width.
-        intermediate_dim: int. Feed-forward width.
+        intermediate_dim: int or list of num_layers ints. Feed-forward width
+            per block.
         max_sequence_length: int, default 512. Longest input.
         num_segments: int, default 2. Segment (token type) ids.
         dropout: float, default 0.1. Hidden and attention dropout.
@@ -52,6 +81,8 @@ class BertBackbone(DistributedTrainer):
         return_hidden_states: bool, default False.
         return_attention_scores: bool, default False.
         dtype: dtype policy, e.g. "mixed_bfloat16"; default the global policy.
+        head_dim: int, default None (= hidden_dim // num_heads). Size of each
+            attention head; required when `num_heads` is a list.
 
     Example:
         backbone = BertBackbone.from_preset("bert_tiny")
@@ -64,9 +95,9 @@ class BertBackbone(DistributedTrainer):
         self,
         vocabulary_size: int,
         num_layers: int,
-        num_heads: int,
+        num_heads: int | list[int],
         hidden_dim: int,
-        intermediate_dim: int,
+        intermediate_dim: int | list[int],
         max_sequence_length: int = 512,
         num_segments: int = 2,
         dropout: float = 0.1,
@@ -77,13 +108,27 @@ class BertBackbone(DistributedTrainer):
         return_hidden_states: bool = False,
         return_attention_scores: bool = False,
         dtype=None,
+        head_dim: int | None = None,
         **kwargs,
     ):
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(
                 f"`num_layers` must be a positive integer; received num_layers={num_layers!r}."
             )
-        check_hidden_dim(hidden_dim, num_heads)
+        heads = _per_layer("num_heads", num_heads, num_layers)
+        widths = _per_layer("intermediate_dim", intermediate_dim, num_layers)
+        if head_dim is None:
+            if isinstance(num_heads, (list, tuple)):
+                raise ValueError(
+                    "`head_dim` is required when `num_heads` is a list (per-layer head "
+                    f"counts); received num_heads={num_heads!r}, head_dim=None."
+                )
+            check_hidden_dim(hidden_dim, num_heads)
+        elif not _is_positive_int(head_dim):
+            raise ValueError(
+                "`head_dim` must be a positive integer or None (hidden_dim // num_heads); "
+                f"received head_dim={head_dim!r}."
+            )
         initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
 
         # === Layers ===
@@ -100,13 +145,14 @@ class BertBackbone(DistributedTrainer):
         )
         self.transformer_layers = [
             TransformerEncoderBlock(
-                num_heads=num_heads,
-                intermediate_dim=intermediate_dim,
+                num_heads=heads[i],
+                intermediate_dim=widths[i],
                 dropout=dropout,
                 attention_dropout=attention_dropout,
                 activation=activation,
                 layer_norm_epsilon=layer_norm_epsilon,
                 kernel_initializer=clone_initializer(initializer),
+                key_dim=head_dim,
                 dtype=dtype,
                 name=f"transformer_layer_{i}",
             )
@@ -141,9 +187,12 @@ class BertBackbone(DistributedTrainer):
         # === Config ===
         self.vocabulary_size = vocabulary_size
         self.num_layers = num_layers
-        self.num_heads = num_heads
+        # Lists, not tuples: the config reads back from JSON as lists.
+        self.num_heads = list(num_heads) if isinstance(num_heads, tuple) else num_heads
         self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
+        self.intermediate_dim = (
+            list(intermediate_dim) if isinstance(intermediate_dim, tuple) else intermediate_dim
+        )
         self.max_sequence_length = max_sequence_length
         self.num_segments = num_segments
         self.dropout = dropout
@@ -153,6 +202,7 @@ class BertBackbone(DistributedTrainer):
         self.initializer_range = initializer_range
         self.return_hidden_states = return_hidden_states
         self.return_attention_scores = return_attention_scores
+        self.head_dim = head_dim
 
     def _encode(self, inputs, output_positions=None, collect_attention_scores=False):
         """Embeddings then every block; the last block only at `output_positions`."""
@@ -267,6 +317,7 @@ class BertBackbone(DistributedTrainer):
             "initializer_range": self.initializer_range,
             "return_hidden_states": self.return_hidden_states,
             "return_attention_scores": self.return_attention_scores,
+            "head_dim": self.head_dim,
             **self.pruning_config(),
         }
 

@@ -67,6 +67,23 @@ def backbone_config(config: dict) -> dict:
 
 def hf_config(backbone, architecture: str) -> dict:
     """A Hugging Face `config.json` dict for a BertBackbone."""
+    # Hugging Face's BERT has one head count, head size (hidden_size /
+    # num_attention_heads) and intermediate_size for all layers. Its
+    # `pruned_heads` describes removed heads but not narrower FFNs.
+    heads, width, head_dim = backbone.num_heads, backbone.intermediate_dim, backbone.head_dim
+    if (
+        isinstance(heads, list)
+        or isinstance(width, list)
+        or (head_dim is not None and head_dim * heads != backbone.hidden_dim)
+    ):
+        raise ValueError(
+            "A Hugging Face BERT checkpoint needs the same sizes in every layer and "
+            "hidden_dim = num_heads * head_dim; this backbone has "
+            f"num_heads={heads!r}, intermediate_dim={width!r}, head_dim={head_dim!r}, "
+            f"hidden_dim={backbone.hidden_dim} (per-layer sizes, as structured pruning "
+            "leaves). Save it with `model.save('model.keras')` instead, which keeps "
+            "every size."
+        )
     config = {ours: getattr(backbone, ours) for ours in _CONFIG_KEYS.values()}
     hf = {theirs: config[ours] for theirs, ours in _CONFIG_KEYS.items()}
     if hf["attention_probs_dropout_prob"] is None:
