@@ -78,41 +78,21 @@ def _first_local_replica(strategy, batch):
     return tree.map_structure(first, batch)
 
 
-class DistributedTrainer(keras.Model):
-    """A `keras.Model` whose `fit`, `evaluate` and `predict` also work under
-    `MultiWorkerMirroredStrategy` (see this module's docstring).
+class MultiWorkerTraining:
+    """The two trainer fixes of this module's docstring, as a mixin.
 
-    Every tfbert model derives from it. A functional model of your own gets
-    the same by deriving from it in place of `keras.Model`:
-
-    Example:
-        class Regressor(DistributedTrainer):
-            def __init__(self, backbone, **kwargs):
-                inputs = ...
-                super().__init__(inputs=inputs, outputs=head(backbone(inputs)), **kwargs)
+    `DistributedTrainer` (every tfbert model) and
+    `tfbert.compression.BertDistiller` (a `keras.distillation.Distiller`,
+    not functional) put it before their Keras base class. It is a plain
+    class, not a `keras.Model`: Keras rewrites the bases of functional
+    models' classes, which a Model subclass in between would break.
     """
-
-    def __init__(self, *args, pruning: dict | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Magnitude pruning's state (`tfbert.compression.prune_low_magnitude`):
-        # which kernels carry masks, and the schedule. It is part of the saved
-        # config, so a pruning-wrapped model loads with its masks and resumes.
-        self.pruning = None
-        if pruning:
-            from tfbert.layers.kernel_mask import mask_kernels
-
-            mask_kernels(self, pruning["layers"], pruning["params"])
-            self.pruning = pruning
-
-    def pruning_config(self) -> dict:
-        """`{"pruning": ...}` for `get_config` while the model is pruning-wrapped, else `{}`."""
-        return {"pruning": self.pruning} if self.pruning else {}
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
         if strategy is None or iterator is None or not spans_workers(strategy):
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        check_keras_version("Multi-worker fit (DistributedTrainer)")
+        check_keras_version(f"Multi-worker fit ({type(self).__name__})")
         for _, _, distributed_iterator in iterator:
             data_batch = _first_local_replica(strategy, next(distributed_iterator))
             break
@@ -143,10 +123,41 @@ class DistributedTrainer(keras.Model):
     def _make_function(self, step_function):
         if not spans_workers(self.distribute_strategy):
             return super()._make_function(step_function)
-        check_keras_version("Multi-worker fit (DistributedTrainer)")
+        check_keras_version(f"Multi-worker fit ({type(self).__name__})")
 
         def step_with_leading_axis(data):
             # (…) -> (1, …): Keras' MEAN along axis 0 is then the replica mean.
             return tree.map_structure(lambda value: ops.expand_dims(value, 0), step_function(data))
 
         return super()._make_function(step_with_leading_axis)
+
+
+class DistributedTrainer(MultiWorkerTraining, keras.Model):
+    """A `keras.Model` whose `fit`, `evaluate` and `predict` also work under
+    `MultiWorkerMirroredStrategy` (see this module's docstring).
+
+    Every tfbert model derives from it. A functional model of your own gets
+    the same by deriving from it in place of `keras.Model`:
+
+    Example:
+        class Regressor(DistributedTrainer):
+            def __init__(self, backbone, **kwargs):
+                inputs = ...
+                super().__init__(inputs=inputs, outputs=head(backbone(inputs)), **kwargs)
+    """
+
+    def __init__(self, *args, pruning: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Magnitude pruning's state (`tfbert.compression.prune_low_magnitude`):
+        # which kernels carry masks, and the schedule. It is part of the saved
+        # config, so a pruning-wrapped model loads with its masks and resumes.
+        self.pruning = None
+        if pruning:
+            from tfbert.layers.kernel_mask import mask_kernels
+
+            mask_kernels(self, pruning["layers"], pruning["params"])
+            self.pruning = pruning
+
+    def pruning_config(self) -> dict:
+        """`{"pruning": ...}` for `get_config` while the model is pruning-wrapped, else `{}`."""
+        return {"pruning": self.pruning} if self.pruning else {}

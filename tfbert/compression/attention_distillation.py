@@ -1,0 +1,141 @@
+"""Attention-probability distillation (TinyBERT's attention loss, MiniLM's KL form)."""
+
+import keras
+from keras import ops
+
+from tfbert.compression.distillation_features import (
+    check_same_vocabulary,
+    feature_backbone,
+    features_of,
+    resolve_layer_mapping,
+    token_mean,
+)
+from tfbert.compression.hidden_state_distillation import check_padding_mask
+
+HEAD_REDUCTIONS = (None, "mean")
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class AttentionDistillation(keras.distillation.DistillationLoss):
+    """KL divergence from the teacher's attention probabilities to the student's.
+
+    For each mapped pair (student block s, teacher block t) and every real
+    query token, KL(teacher row || student row) over the keys of that
+    block's (B, N, T, T) attention probabilities, as MiniLM does (TinyBERT
+    compares the same maps with MSE on pre-softmax scores); averaged over
+    heads, real query tokens (padding mask m, global across replicas) and
+    pairs:
+
+        loss = mean over pairs of sum_{b,n,t} m_bt KL(A_t[b,n,t] || A_s[b,n,t])
+                                  / (N * sum_{b,t} m_bt)
+
+    Padded keys have probability 0 in both maps and add nothing; each log
+    is taken of max(p, `epsilon`). Heads are compared one to one, so the
+    student must have the teacher's number of heads, as in TinyBERT; with
+    `head_reduction="mean"` each model's heads are first averaged into one
+    distribution per query (any head counts, less signal).
+
+    Args:
+        layer_mapping: None (default), dict {student_layer: teacher_layer} or
+            list of pairs, 0-based indices of `transformer_layers`; None is
+            TinyBERT's uniform mapping (see `HiddenStateDistillation`).
+            MiniLM distills the last block only: {Ls - 1: Lt - 1}.
+        head_reduction: None (default, head by head) or "mean".
+        epsilon: float, default 1e-12. Floor of the probabilities in the logs.
+
+    Example:
+        loss = AttentionDistillation(layer_mapping={1: 5})
+        distiller = BertDistiller(teacher, student, [loss], student_loss_weight=0.0)
+        distiller.compile(optimizer="adam"); distiller.fit(x, epochs=1)
+    """
+
+    reads_features = True  # BertDistiller passes distillation_view outputs
+
+    def __init__(
+        self,
+        layer_mapping: dict | list | None = None,
+        head_reduction: str | None = None,
+        epsilon: float = 1e-12,
+    ):
+        if head_reduction not in HEAD_REDUCTIONS:
+            raise ValueError(
+                f"`head_reduction` must be None (compare head by head) or 'mean' (average "
+                f"each model's heads first); received head_reduction={head_reduction!r}."
+            )
+        if not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
+            raise ValueError(f"`epsilon` must be a number in (0, 1); received {epsilon!r}.")
+        self.layer_mapping = layer_mapping
+        self.head_reduction = head_reduction
+        self.epsilon = float(epsilon)
+        self.pairs = None
+
+    def validate_model_compatibility(self, teacher, student):
+        what = type(self).__name__
+        check_same_vocabulary(teacher, student, what)
+        teacher, student = (
+            feature_backbone(teacher, "teacher"),
+            feature_backbone(student, "student"),
+        )
+        if self.head_reduction is None and teacher.num_heads != student.num_heads:
+            raise ValueError(
+                f"{what} compares attention head by head, so the student needs the "
+                f"teacher's number of heads; received teacher num_heads={teacher.num_heads}, "
+                f"student num_heads={student.num_heads}. Build the student with "
+                f"num_heads={teacher.num_heads}, or pass head_reduction='mean'."
+            )
+        return resolve_layer_mapping(
+            self.layer_mapping, student.num_layers, teacher.num_layers, what
+        )
+
+    def build(self, teacher, student):
+        """Resolves the mapping (BertDistiller calls it); creates no weights."""
+        self.pairs = self.validate_model_compatibility(teacher, student)
+
+    def validate_outputs(self, teacher_outputs, student_outputs):
+        features_of(teacher_outputs, "teacher", type(self).__name__)
+        features_of(student_outputs, "student", type(self).__name__)
+
+    def _log(self, probabilities):
+        return ops.log(ops.maximum(probabilities, self.epsilon))
+
+    def _kl(self, teacher, student, padding_mask):
+        teacher, student = ops.cast(teacher, "float32"), ops.cast(student, "float32")
+        if self.head_reduction == "mean":
+            # (B, N, T, S) -> (B, 1, T, S): one distribution per query.
+            teacher = ops.mean(teacher, axis=1, keepdims=True)
+            student = ops.mean(student, axis=1, keepdims=True)
+        kl = ops.sum(teacher * (self._log(teacher) - self._log(student)), axis=-1)  # (B, N, T)
+        return token_mean(ops.mean(kl, axis=1), padding_mask)
+
+    def compute_loss(self, teacher_outputs, student_outputs, padding_mask=None, **kwargs):
+        """The loss from two `distillation_view` outputs and the (B, T) padding mask."""
+        self.validate_outputs(teacher_outputs, student_outputs)
+        check_padding_mask(padding_mask, type(self).__name__)
+        if self.pairs is None:
+            raise ValueError(
+                f"{type(self).__name__} is not built: BertDistiller builds it, or call "
+                "build(teacher, student) first."
+            )
+        losses = [
+            self._kl(
+                teacher_outputs["attention_scores"][teacher],
+                student_outputs["attention_scores"][student],
+                padding_mask,
+            )
+            for student, teacher in self.pairs
+        ]
+        return ops.sum(ops.stack(losses)) / len(losses)
+
+    def get_config(self):
+        mapping = self.layer_mapping
+        if isinstance(mapping, dict):
+            mapping = [[int(student), int(teacher)] for student, teacher in mapping.items()]
+        return {
+            "layer_mapping": mapping,
+            "head_reduction": self.head_reduction,
+            "epsilon": self.epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
