@@ -4,19 +4,18 @@ import keras
 from keras import ops
 
 from tfbert.compression.distillation_features import (
+    FeatureDistillationLoss,
     check_same_vocabulary,
     feature_backbone,
-    features_of,
     resolve_layer_mapping,
     token_mean,
 )
-from tfbert.compression.hidden_state_distillation import check_padding_mask
 
 HEAD_REDUCTIONS = (None, "mean")
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class AttentionDistillation(keras.distillation.DistillationLoss):
+class AttentionDistillation(FeatureDistillationLoss):
     """KL divergence from the teacher's attention probabilities to the student's.
 
     For each mapped pair (student block s, teacher block t) and every real
@@ -48,8 +47,6 @@ class AttentionDistillation(keras.distillation.DistillationLoss):
         distiller = BertDistiller(teacher, student, [loss], student_loss_weight=0.0)
         distiller.compile(optimizer="adam"); distiller.fit(x, epochs=1)
     """
-
-    reads_features = True  # BertDistiller passes distillation_view outputs
 
     def __init__(
         self,
@@ -90,10 +87,7 @@ class AttentionDistillation(keras.distillation.DistillationLoss):
     def build(self, teacher, student):
         """Resolves the mapping (BertDistiller calls it); creates no weights."""
         self.pairs = self.validate_model_compatibility(teacher, student)
-
-    def validate_outputs(self, teacher_outputs, student_outputs):
-        features_of(teacher_outputs, "teacher", type(self).__name__)
-        features_of(student_outputs, "student", type(self).__name__)
+        self.built = True
 
     def _log(self, probabilities):
         return ops.log(ops.maximum(probabilities, self.epsilon))
@@ -109,13 +103,7 @@ class AttentionDistillation(keras.distillation.DistillationLoss):
 
     def compute_loss(self, teacher_outputs, student_outputs, padding_mask=None, **kwargs):
         """The loss from two `distillation_view` outputs and the (B, T) padding mask."""
-        self.validate_outputs(teacher_outputs, student_outputs)
-        check_padding_mask(padding_mask, type(self).__name__)
-        if self.pairs is None:
-            raise ValueError(
-                f"{type(self).__name__} is not built: BertDistiller builds it, or call "
-                "build(teacher, student) first."
-            )
+        self.check_inputs(teacher_outputs, student_outputs, padding_mask)
         losses = [
             self._kl(
                 teacher_outputs["attention_scores"][teacher],

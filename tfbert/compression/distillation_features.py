@@ -177,3 +177,34 @@ def token_mean(values, padding_mask):
     tokens, replicas = sum_over_replicas(ops.sum(mask))
     total = ops.sum(ops.cast(values, "float32") * mask)
     return scale_loss_for_distribution(ops.divide_no_nan(total * replicas, tokens))
+
+
+def check_padding_mask(padding_mask, what: str):
+    if padding_mask is None:
+        raise ValueError(
+            f"{what}.compute_loss needs `padding_mask` (B, T), 1 for real tokens; "
+            "BertDistiller passes the inputs' padding_mask."
+        )
+
+
+class FeatureDistillationLoss(keras.distillation.DistillationLoss):
+    """Base of the losses on `distillation_view` features (hidden states,
+    attention probabilities), which `BertDistiller` builds and feeds with the
+    padding mask; subclasses set `built` in `build`."""
+
+    reads_features = True  # BertDistiller passes distillation_view outputs
+    built = False
+
+    def validate_outputs(self, teacher_outputs, student_outputs):
+        features_of(teacher_outputs, "teacher", type(self).__name__)
+        features_of(student_outputs, "student", type(self).__name__)
+
+    def check_inputs(self, teacher_outputs, student_outputs, padding_mask):
+        """What every `compute_loss` checks first: outputs, mask, built."""
+        self.validate_outputs(teacher_outputs, student_outputs)
+        check_padding_mask(padding_mask, type(self).__name__)
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__} is not built: BertDistiller builds it, or call "
+                "build(teacher, student) first."
+            )

@@ -3,19 +3,18 @@
 import keras
 
 from tfbert.compression.distillation_features import (
+    FeatureDistillationLoss,
     check_same_vocabulary,
     feature_backbone,
-    features_of,
 )
 from tfbert.compression.hidden_state_distillation import (
-    check_padding_mask,
     projected_mse,
     width_projection,
 )
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class EmbeddingDistillation(keras.distillation.DistillationLoss):
+class EmbeddingDistillation(FeatureDistillationLoss):
     """Mean squared error between the student's and teacher's embedding outputs.
 
     The embedding output (token + position + segment embeddings after
@@ -34,8 +33,6 @@ class EmbeddingDistillation(keras.distillation.DistillationLoss):
         distiller.compile(optimizer="adam"); distiller.fit(x, epochs=1)
     """
 
-    reads_features = True  # BertDistiller passes distillation_view outputs
-
     def __init__(self):
         self.projection = None
         self.built = False
@@ -53,19 +50,9 @@ class EmbeddingDistillation(keras.distillation.DistillationLoss):
         )
         self.built = True
 
-    def validate_outputs(self, teacher_outputs, student_outputs):
-        features_of(teacher_outputs, "teacher", type(self).__name__)
-        features_of(student_outputs, "student", type(self).__name__)
-
     def compute_loss(self, teacher_outputs, student_outputs, padding_mask=None, **kwargs):
         """The loss from two `distillation_view` outputs and the (B, T) padding mask."""
-        self.validate_outputs(teacher_outputs, student_outputs)
-        check_padding_mask(padding_mask, type(self).__name__)
-        if not self.built:
-            raise ValueError(
-                f"{type(self).__name__} is not built: BertDistiller builds it, or call "
-                "build(teacher, student) first."
-            )
+        self.check_inputs(teacher_outputs, student_outputs, padding_mask)
         return projected_mse(
             teacher_outputs["hidden_states"][0],
             student_outputs["hidden_states"][0],

@@ -4,9 +4,9 @@ import keras
 from keras import ops
 
 from tfbert.compression.distillation_features import (
+    FeatureDistillationLoss,
     check_same_vocabulary,
     feature_backbone,
-    features_of,
     resolve_layer_mapping,
     token_mean,
 )
@@ -34,16 +34,8 @@ def projected_mse(teacher_hidden, student_hidden, projection, padding_mask):
     return token_mean(ops.mean(squared, axis=-1), padding_mask)
 
 
-def check_padding_mask(padding_mask, what: str):
-    if padding_mask is None:
-        raise ValueError(
-            f"{what}.compute_loss needs `padding_mask` (B, T), 1 for real tokens; "
-            "BertDistiller passes the inputs' padding_mask."
-        )
-
-
 @keras.saving.register_keras_serializable(package="tfbert")
-class HiddenStateDistillation(keras.distillation.DistillationLoss):
+class HiddenStateDistillation(FeatureDistillationLoss):
     """Mean squared error between mapped student and teacher block outputs.
 
     For each mapped pair (student block s, teacher block t), the student's
@@ -72,8 +64,6 @@ class HiddenStateDistillation(keras.distillation.DistillationLoss):
         distiller.compile(optimizer="adam"); distiller.fit(x, epochs=1)
     """
 
-    reads_features = True  # BertDistiller passes distillation_view outputs
-
     def __init__(self, layer_mapping: dict | list | None = None):
         self.layer_mapping = layer_mapping
         self.pairs = None
@@ -97,20 +87,11 @@ class HiddenStateDistillation(keras.distillation.DistillationLoss):
             feature_backbone(teacher).hidden_dim,
             "hidden_state_projection",
         )
-
-    def validate_outputs(self, teacher_outputs, student_outputs):
-        features_of(teacher_outputs, "teacher", type(self).__name__)
-        features_of(student_outputs, "student", type(self).__name__)
+        self.built = True
 
     def compute_loss(self, teacher_outputs, student_outputs, padding_mask=None, **kwargs):
         """The loss from two `distillation_view` outputs and the (B, T) padding mask."""
-        self.validate_outputs(teacher_outputs, student_outputs)
-        check_padding_mask(padding_mask, type(self).__name__)
-        if self.pairs is None:
-            raise ValueError(
-                f"{type(self).__name__} is not built: BertDistiller builds it, or call "
-                "build(teacher, student) first."
-            )
+        self.check_inputs(teacher_outputs, student_outputs, padding_mask)
         # hidden_states[0] is the embedding output; block i's output is i + 1.
         losses = [
             projected_mse(
