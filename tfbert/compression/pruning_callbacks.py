@@ -1,5 +1,7 @@
 """Callbacks that drive magnitude pruning inside `fit`."""
 
+import os
+
 import keras
 import numpy as np
 
@@ -69,8 +71,6 @@ class PruningSummaries(keras.callbacks.Callback):
         self._writer = None
 
     def on_train_begin(self, logs=None):
-        import os
-
         import tensorflow as tf  # summaries are TensorFlow's
 
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
