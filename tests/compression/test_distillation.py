@@ -329,6 +329,7 @@ def distilled(real_inputs, labels, tmp_path_factory):
         "seen": seen,
         "log": log,
         "history": history.history,
+        "labels": labels,
     }
 
 
@@ -351,6 +352,16 @@ def test_fit_evaluate_callbacks_and_predict(distilled, real_inputs):
         student.predict(real_inputs, verbose=0),
         atol=1e-6,
     )
+    # Frozen only while distilling (Keras' Distiller would leave it frozen):
+    # afterwards the caller's teacher fine-tunes like any model.
+    assert teacher.trainable
+    teacher.compile(optimizer=keras.optimizers.Adam(1e-2))
+    teacher.fit(real_inputs, distilled["labels"], batch_size=4, epochs=1, verbose=0)
+    changed = [
+        not np.array_equal(old, new)
+        for old, new in zip(distilled["teacher_weights"], teacher.get_weights(), strict=True)
+    ]
+    assert sum(changed) > 0.9 * len(changed)
 
 
 @pytest.mark.filterwarnings("ignore:Gradients do not exist:UserWarning")  # the unused pooler

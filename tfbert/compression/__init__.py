@@ -17,6 +17,7 @@ from tfbert.compression.structured_pruning import (
     prune_heads,
 )
 from tfbert.compression.student import student_from_teacher
+from tfbert.compression.vocabulary_trimming import trim_vocabulary
 
 __all__ = [
     "AttentionDistillation",
@@ -39,4 +40,5 @@ __all__ = [
     "strip_pruning",
     "student_from_teacher",
     "teacher_labeled_dataset",
+    "trim_vocabulary",
 ]

@@ -1,5 +1,6 @@
 """Knowledge distillation of tfbert models on `keras.distillation`."""
 
+import contextlib
 import warnings
 
 import keras
@@ -122,6 +123,7 @@ class BertDistiller(MultiWorkerTraining, keras.distillation.Distiller):
                     f"{loss.student_layer_name!r}); use HiddenStateDistillation, "
                     "AttentionDistillation or EmbeddingDistillation with a layer_mapping."
                 )
+        teacher_trainable = teacher.trainable
         super().__init__(
             teacher,
             student,
@@ -131,6 +133,11 @@ class BertDistiller(MultiWorkerTraining, keras.distillation.Distiller):
             name=name,
             **kwargs,
         )
+        # Keras' Distiller freezes the caller's teacher for good; here it is
+        # frozen only while this distiller trains (`fit`, `train_on_batch`), so
+        # the teacher fine-tunes afterwards like any model.
+        self._teacher_trainable = teacher_trainable
+        teacher.trainable = teacher_trainable
         has_logits = all(isinstance(model, BertClassifier) for model in (teacher, student))
         projections = []
         for loss in self.distillation_losses:
@@ -156,6 +163,22 @@ class BertDistiller(MultiWorkerTraining, keras.distillation.Distiller):
         self.teacher_view = distillation_view(teacher)
         self.student_view = distillation_view(student)
         self.built = True  # teacher, student and projections are built
+
+    @contextlib.contextmanager
+    def _frozen_teacher(self):
+        self.teacher.trainable = False
+        try:
+            yield
+        finally:
+            self.teacher.trainable = self._teacher_trainable
+
+    def fit(self, *args, **kwargs):
+        with self._frozen_teacher():
+            return super().fit(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        with self._frozen_teacher():
+            return super().train_on_batch(*args, **kwargs)
 
     def _validate_models(self, teacher, student):
         # Keras' check wants equal output shapes, which backbones of
