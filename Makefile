@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_scaling.py
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_backup.py
+	$(PY) benchmarks/bench_compression.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -57,16 +57,13 @@ def test_quickstart_pretrains_saves_and_never_overwrites(tmp_path, capsys):
     # The compression stage: teacher -> 1-block student -> pruned -> int8, each measured.
     compressed = tmp_path / run / "compressed"
     rows = json.loads((compressed / "compression.json").read_text())
-    assert [row["step"] for row in rows] == [
-        "teacher",
-        "student (1 block)",
-        "pruned (-1 heads, -154 FFN)",
-        "pruned + dynamic_int8",
-    ]
+    steps = [row["step"] for row in rows]
+    assert steps[:3] == ["teacher", "student (1 block)", "pruned (-1 heads, -154 FFN)"]
+    assert steps[3].startswith("trimmed (") and steps[4] == "pruned + dynamic_int8"
     parameters = [row["parameters"] for row in rows]
-    assert parameters[0] > parameters[1] > parameters[2] == parameters[3]
-    assert rows[3]["size"] < 0.4 * rows[2]["size"]  # int8 weights
-    assert rows[3]["gzip_size"] < rows[3]["size"]
+    assert parameters[0] > parameters[1] > parameters[2] > parameters[3] == parameters[4]
+    assert rows[4]["size"] < 0.4 * rows[3]["size"]  # int8 weights
+    assert rows[4]["gzip_size"] < rows[4]["size"]
     assert all(0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0 for row in rows)
     assert (compressed / "compression.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     student = keras.saving.load_model(compressed / "student_pruned.keras")

@@ -131,16 +131,20 @@ def compress_classifier(
     batch_size: int = 32,
     learning_rate: float = 1e-4,
     quantization: str = "dynamic_int8",
+    trim: bool = True,
     latency_repeats: int = 20,
     log=print,
 ) -> list[dict]:
-    """Teacher -> distilled student -> heads/FFN pruned -> int8, measured at each step.
+    """Teacher -> distilled student -> heads/FFN pruned -> vocabulary trimmed -> int8,
+    measured at each step.
 
-    Runs `tfbert.compression.distill_student` and `prune_structure`, writes
-    each step's LiteRT file into `output_dir` (`teacher.tflite`,
-    `student.tflite`, `pruned.tflite`, `pruned_int8.tflite`) and the
-    pruned student as `student_pruned.keras` (a `TextClassifier`), and
-    measures each file with `measure_litert`.
+    Runs `tfbert.compression.distill_student`, `prune_structure` and
+    `trim_vocabulary` (to the pieces of the training and unlabelled texts),
+    writes each step's LiteRT file into `output_dir` (`teacher.tflite`,
+    `student.tflite`, `pruned.tflite`, `trimmed.tflite`,
+    `pruned_int8.tflite`) and the final student as `student_pruned.keras`
+    (a `TextClassifier`, its tokenizer trimmed too), and measures each file
+    with `measure_litert`.
 
     Args:
         teacher: fine-tuned `TextClassifier` (tokenizer and classifier).
@@ -154,12 +158,16 @@ def compress_classifier(
             epochs after pruning.
         quantization: "dynamic_int8" (default) or "int8" (calibrated on 200
             training texts) for the last step.
+        trim: bool, default True. The trimming step (the token embedding is
+            most of a small BERT; texts outside the domain may then be cut
+            into shorter pieces).
         log: where progress lines go.
 
     Returns:
         One row per step (see `measure_litert`), the teacher first.
     """
     from tfbert.compression.classifier_recipe import distill_student, prune_structure
+    from tfbert.compression.vocabulary_trimming import trim_vocabulary
     from tfbert.models import TextClassifier
 
     if os.path.isdir(output_dir) and os.listdir(output_dir):
@@ -221,6 +229,12 @@ def compress_classifier(
     heads = sum(len(v) for v in removed["heads"].values())
     neurons = sum(len(v) for v in removed["neurons"].values())
     rows.append(measure(f"pruned (-{heads} heads, -{neurons} FFN)", pruned, "pruned.tflite"))
+    final = TextClassifier(tokenizer, pruned, label_names=teacher.label_names)
+    if trim:
+        final, kept = trim_vocabulary(final, list(train_texts) + list(unlabeled_texts or []))
+        tokenizer, pruned = final.tokenizer, final.classifier
+        train_x = token_ids(train_texts)
+        rows.append(measure(f"trimmed ({len(kept):,} tokens)", pruned, "trimmed.tflite"))
     representative = None
     if quantization == "int8":
         sample = {k: v[:200] for k, v in train_x.items()}
@@ -234,7 +248,5 @@ def compress_classifier(
             representative_data=representative,
         )
     )
-    TextClassifier(tokenizer, pruned, label_names=teacher.label_names).save(
-        os.path.join(output_dir, "student_pruned.keras")
-    )
+    final.save(os.path.join(output_dir, "student_pruned.keras"))
     return rows
