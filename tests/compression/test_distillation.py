@@ -432,7 +432,10 @@ def test_vocabulary_mismatch_is_refused(models):
 
 def test_other_misuse_is_refused(models, real_inputs):
     teacher, student = models
-    with pytest.raises(ValueError, match="teacher num_heads=2, student num_heads=4.*'mean'"):
+    with pytest.raises(
+        ValueError,
+        match="teacher num_heads=2 \\(layer 1\\), student num_heads=4 \\(layer 0\\).*'mean'",
+    ):
         AttentionDistillation().validate_model_compatibility(teacher, classifier(2, 16, 4))
     with pytest.raises(ValueError, match="received head_reduction='max'"):
         AttentionDistillation(head_reduction="max")

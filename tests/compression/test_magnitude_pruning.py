@@ -239,12 +239,10 @@ def test_bad_pruning_arguments_are_refused(tokenizer):
         prune_low_magnitude(pruned, schedule)
     with pytest.raises(ValueError, match="is not pruning-wrapped"):
         strip_pruning(classifier)
-    with pytest.raises(ValueError, match=r"block_size=\(1, 5\)` must divide"):
-        layer = prune_low_magnitude(keras.layers.Dense(8), schedule, block_size=(1, 5))
-        layer.build((None, 4))
-        from tfbert.compression.magnitude_pruning import update_mask
-
-        update_mask(layer, 0.5)
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="inner")
+    outer = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"Layers \['inner/dense.*'\] sit inside other layers"):
+        prune_low_magnitude(outer, schedule)
 
 
 def test_keras_sequential_models_and_single_layers_prune_too(tmp_path):
@@ -412,3 +410,21 @@ def test_a_stripped_pruned_model_exports_and_its_artifacts_match_keras(tmp_path,
     assert verify_saved_model(path, stripped, texts, tokenizer=tokenizer)["max_abs_diff"] < 1e-5
     got = run_onnx(onnx(stripped, str(tmp_path / "model.onnx")), x)
     np.testing.assert_allclose(got["logits"], np.asarray(pruned(x)), atol=1e-4)
+
+
+def test_two_of_four_masks_equal_tfmot_s(monkeypatch):
+    monkeypatch.setenv("TF_USE_LEGACY_KERAS", os.environ.get("TF_USE_LEGACY_KERAS", "0"))
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
+
+    kernel = np.random.default_rng(3).normal(size=(16, 6)).astype("float32")  # (inputs, outputs)
+    ours = magnitude_mask(kernel, 0.0, sparsity_m_by_n=(2, 4))
+    # tfmot groups along the last axis of a rank-2 tensor; its Dense kernels
+    # are rearranged to (outputs, inputs) first, so groups run along inputs.
+    theirs = np.asarray(pruning_utils.generate_m_by_n_mask(kernel.T, (2, 4))).T
+    np.testing.assert_array_equal(ours, theirs)
+    assert not np.array_equal(ours, magnitude_mask(kernel, 0.5))  # not the unstructured mask
+    # Blocks and groups that do not divide the kernel are padded, as tfmot pads.
+    odd = np.random.default_rng(4).normal(size=(6, 5))
+    assert magnitude_mask(odd, 0.0, sparsity_m_by_n=(2, 4)).shape == (6, 5)
+    assert magnitude_mask(odd, 0.5, block_size=(1, 4)).shape == (6, 5)
+    assert magnitude_mask(np.ones((1, 2)), 0.99).sum() == 1  # at least one weight stays

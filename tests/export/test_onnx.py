@@ -69,3 +69,62 @@ def test_dynamic_int8_onnx_keeps_the_labels_of_a_fine_tuned_minilm(tmp_path, fin
     with pytest.raises(ValueError, match="Unknown quantization 'int4' for ONNX"):
         onnx(classifier, str(tmp_path / "int4.onnx"), quantization="int4")
     assert not os.path.exists(tmp_path / "int4.onnx")
+
+
+def test_the_int8_preparation_rewrites_keep_the_float_outputs(tmp_path):
+    """Gemm -> MatMul + Add and the folded weight shapes compute what the graph
+    did, also when a transposed weight feeds other nodes as it is."""
+    import onnx as onnx_format
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tfbert.export.onnx import _fold_weight_shapes, _gemm_as_matmul
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(3, 4)).astype("float32")  # (out, in): used with transB=1
+    bias = rng.normal(size=(3,)).astype("float32")
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"], ["plain"], transB=1, beta=0.0),
+        helper.make_node("Gemm", ["x", "w", "b"], ["biased"], transB=1),
+        helper.make_node("Gemm", ["x", "w"], ["scaled"], transB=1, alpha=0.5),  # kept
+        helper.make_node("Gather", ["w", "index"], ["rows"], axis=0),  # w as it is
+        helper.make_node("Shape", ["w"], ["shape"]),
+        helper.make_node("Reshape", ["w", "flat"], ["flattened"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "rewrites",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+            for name in ("plain", "biased", "scaled", "rows", "flattened")
+        ]
+        + [helper.make_tensor_value_info("shape", TensorProto.INT64, None)],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(bias, "b"),
+            numpy_helper.from_array(np.array([2, 0], np.int64), "index"),
+            numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = rng.normal(size=(2, 4)).astype("float32")
+
+    def run(model):
+        path = str(tmp_path / "m.onnx")
+        onnx_format.save(model, path)
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+        return dict(zip(names, session.run(names, {"x": x}), strict=True))
+
+    before = run(model)
+    _fold_weight_shapes(model)
+    _gemm_as_matmul(model)
+    kinds = [node.op_type for node in model.graph.node]
+    assert kinds.count("Gemm") == 1 and kinds.count("MatMul") == 2
+    assert "Shape" not in kinds and "Reshape" not in kinds
+    after = run(model)
+    for name, value in before.items():
+        np.testing.assert_allclose(after[name], value, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(before["plain"], x @ weight.T, atol=1e-6)

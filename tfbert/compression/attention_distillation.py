@@ -73,16 +73,21 @@ class AttentionDistillation(FeatureDistillationLoss):
             feature_backbone(teacher, "teacher"),
             feature_backbone(student, "student"),
         )
-        if self.head_reduction is None and teacher.num_heads != student.num_heads:
-            raise ValueError(
-                f"{what} compares attention head by head, so the student needs the "
-                f"teacher's number of heads; received teacher num_heads={teacher.num_heads}, "
-                f"student num_heads={student.num_heads}. Build the student with "
-                f"num_heads={teacher.num_heads}, or pass head_reduction='mean'."
-            )
-        return resolve_layer_mapping(
+        pairs = resolve_layer_mapping(
             self.layer_mapping, student.num_layers, teacher.num_layers, what
         )
+        for student_layer, teacher_layer in pairs:
+            teacher_heads = teacher.transformer_layers[teacher_layer].num_heads
+            student_heads = student.transformer_layers[student_layer].num_heads
+            if self.head_reduction is None and teacher_heads != student_heads:
+                raise ValueError(
+                    f"{what} compares attention head by head, so each student layer needs "
+                    f"the heads of the teacher layer mapped to it; received teacher "
+                    f"num_heads={teacher_heads} (layer {teacher_layer}), student "
+                    f"num_heads={student_heads} (layer {student_layer}). Build the student "
+                    f"with num_heads={teacher_heads}, or pass head_reduction='mean'."
+                )
+        return pairs
 
     def build(self, teacher, student):
         """Resolves the mapping (BertDistiller calls it); creates no weights."""

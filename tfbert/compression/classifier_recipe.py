@@ -13,8 +13,7 @@ import numpy as np
 from tfbert.compression.bert_distiller import BertDistiller
 from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
 from tfbert.compression.structured_pruning import (
-    ffn_importance,
-    head_importance,
+    gradient_scores,
     least_important,
     prune_ffn,
     prune_heads,
@@ -148,13 +147,13 @@ def prune_structure(
         return lambda y, logits: keras.ops.mean(values(y, logits))
 
     blocks = model.backbone.transformer_layers
+    # One pass gives both (head_importance and ffn_importance each make it).
+    head_scores, neuron_scores, _ = gradient_scores(model, batches, loss=scored(loss))
     heads = least_important(
-        list(head_importance(model, batches, loss=scored(loss))),
-        int(round(head_fraction * sum(block.num_heads for block in blocks))),
+        head_scores, int(round(head_fraction * sum(block.num_heads for block in blocks)))
     )
     neurons = least_important(
-        list(ffn_importance(model, batches, loss=scored(loss))),
-        int(round(ffn_fraction * sum(block.intermediate_dim for block in blocks))),
+        neuron_scores, int(round(ffn_fraction * sum(block.intermediate_dim for block in blocks)))
     )
     pruned = prune_ffn(prune_heads(model, heads), neurons)
     if epochs:

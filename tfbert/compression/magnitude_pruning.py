@@ -163,6 +163,12 @@ def prune_low_magnitude(
         paths = _select(maskable_paths(source), layers, pruning_policy)
         config = {**source.get_config(), "pruning": {"layers": paths, "params": params}}
         pruned = type(source).from_config(config)
+        if not pruned.get_config().get("pruning"):
+            raise ValueError(
+                f"{type(source).__name__}.get_config() does not return the pruning state, so "
+                "a saved copy would load without its masks; add `**self.pruning_config()` to "
+                "the dict its get_config returns (as tfbert's models do)."
+            )
         _copy_weights(source, pruned)
         return pruned
     if isinstance(source, keras.Sequential) or getattr(source, "_is_graph_network", False):
@@ -177,8 +183,20 @@ def prune_low_magnitude(
             return layer.__class__.from_config(layer.get_config())
 
         pruned = keras.models.clone_model(source, clone_function=clone)
+        missed = sorted(chosen - set(masked_layers(pruned)))
+        if missed:
+            raise ValueError(
+                f"Layers {missed} sit inside other layers of this Keras model, which "
+                "clone_model does not rebuild; prune the inner model (e.g. a tfbert "
+                "BertBackbone) itself, or choose top-level layers with `pruning_policy`."
+            )
         _copy_weights(source, pruned)
         return pruned
+    if hasattr(source, "classifier") and isinstance(source.classifier, DistributedTrainer):
+        raise ValueError(
+            f"Prune the classifier inside the {type(source).__name__}: "
+            "prune_low_magnitude(model.classifier, ...), then wrap it again."
+        )
     raise ValueError(
         f"Cannot prune a subclassed {type(source).__name__}: its layers are made by its "
         "own code. Derive it from tfbert.models.DistributedTrainer (functional), or "
@@ -249,39 +267,37 @@ def magnitude_mask(
 ) -> np.ndarray:
     """0/1 mask keeping the largest-magnitude entries of a 2-D (inputs, outputs) kernel.
 
-    Exactly round(size * (1 - sparsity)) entries (or blocks) are kept; ties
-    go to the earlier entry. With `sparsity_m_by_n=(m, n)`, the n - m largest
-    of every n consecutive inputs of each output are kept.
+    round(count * (1 - sparsity)) entries (or blocks, scored by their mean
+    magnitude) are kept, at least one; ties go to the earlier entry. With
+    `sparsity_m_by_n=(m, n)`, the n - m largest of every n consecutive
+    inputs of each output are kept. A kernel that blocks or groups do not
+    divide is padded with zeros for the scoring, as tfmot does.
+
+    Example:
+        magnitude_mask(np.array([[0.1, -3.0], [2.0, 0.05]]), 0.5)  # [[0, 1], [1, 0]]
     """
     magnitude = np.abs(np.asarray(kernel, dtype="float64"))
     rows, columns = magnitude.shape
     if sparsity_m_by_n is not None:
         zeros, group = sparsity_m_by_n
-        if rows % group:
-            raise ValueError(
-                f"`sparsity_m_by_n={tuple(sparsity_m_by_n)}` needs the kernel's input size to "
-                f"be a multiple of {group}; this kernel has {rows} inputs."
-            )
-        groups = magnitude.T.reshape(columns, rows // group, group)
+        padded = np.pad(magnitude, ((0, -rows % group), (0, 0)))
+        groups = padded.T.reshape(columns, -1, group)
         order = np.argsort(-groups, axis=-1, kind="stable")
         mask = np.zeros_like(groups)
         np.put_along_axis(mask, order[..., : group - zeros], 1.0, axis=-1)
-        return mask.reshape(columns, rows).T
+        return mask.reshape(columns, -1).T[:rows]
     block_rows, block_columns = block_size
-    if rows % block_rows or columns % block_columns:
-        raise ValueError(
-            f"`block_size={tuple(block_size)}` must divide the kernel's (inputs, outputs) "
-            f"shape ({rows}, {columns})."
-        )
-    blocks = magnitude.reshape(
-        rows // block_rows, block_rows, columns // block_columns, block_columns
+    padded = np.pad(magnitude, ((0, -rows % block_rows), (0, -columns % block_columns)))
+    blocks = padded.reshape(
+        padded.shape[0] // block_rows, block_rows, padded.shape[1] // block_columns, block_columns
     ).mean(axis=(1, 3))
-    keep = int(round(blocks.size * (1.0 - sparsity)))
+    keep = max(1, int(round(blocks.size * (1.0 - sparsity))))
     order = np.argsort(-blocks, axis=None, kind="stable")
     mask = np.zeros(blocks.size)
     mask[order[:keep]] = 1.0
     mask = mask.reshape(blocks.shape)
-    return np.repeat(np.repeat(mask, block_rows, axis=0), block_columns, axis=1)
+    mask = np.repeat(np.repeat(mask, block_rows, axis=0), block_columns, axis=1)
+    return mask[:rows, :columns]
 
 
 def update_mask(layer, sparsity: float) -> None:

@@ -40,7 +40,7 @@ def _per_layer_result(scores: list):
     return np.stack(scores) if len({len(s) for s in scores}) == 1 else scores
 
 
-def _gradient_scores(model, data, loss=None):
+def gradient_scores(model, data, loss=None):
     """(head scores, neuron scores, mean loss): per layer, |dL/dxi| summed over batches.
 
     Masking head n multiplies rows n of the attention output kernel W_o
@@ -122,7 +122,7 @@ def head_importance(model, data, loss=None) -> np.ndarray | list[np.ndarray]:
         scores = head_importance(classifier, dataset.take(8))
         weakest = {layer: [int(np.argmin(s))] for layer, s in enumerate(scores)}
     """
-    heads, _, _ = _gradient_scores(model, data, loss)
+    heads, _, _ = gradient_scores(model, data, loss)
     return _per_layer_result(heads)
 
 
@@ -141,7 +141,7 @@ def ffn_importance(model, data, loss=None) -> np.ndarray | list[np.ndarray]:
         weakest = {layer: np.argsort(s)[:64].tolist() for layer, s in enumerate(scores)}
         smaller = prune_ffn(classifier, weakest)
     """
-    _, neurons, _ = _gradient_scores(model, data, loss)
+    _, neurons, _ = gradient_scores(model, data, loss)
     return _per_layer_result(neurons)
 
 
@@ -387,7 +387,7 @@ def iterative_prune(
 
     history = []
     for _ in range(rounds):
-        heads, neurons, score_loss = _gradient_scores(model, score_data, loss)
+        heads, neurons, score_loss = gradient_scores(model, score_data, loss)
         pruned_heads = least_important(heads, heads_per_round)
         pruned_neurons = least_important(neurons, neurons_per_round)
         model = _prune(model, pruned_heads, pruned_neurons)

@@ -11,6 +11,7 @@ _SHAPE_KWARGS = (
     "intermediate_dim",
     "max_sequence_length",
     "num_segments",
+    "head_dim",
 )
 
 
@@ -64,6 +65,9 @@ def student_from_teacher(teacher, layers: list[int], **overrides) -> BertBackbon
     config = backbone.get_config()
     for key in ("name", "trainable", "pruning"):
         config.pop(key, None)
+    for key in ("num_heads", "intermediate_dim"):  # per-layer sizes (structured pruning)
+        if isinstance(config[key], list):
+            config[key] = [config[key][index] for index in layers]
     student = BertBackbone(**{**config, "num_layers": len(layers), **overrides})
     student.embeddings.set_weights(backbone.embeddings.get_weights())
     for block, index in zip(student.transformer_layers, layers, strict=True):

@@ -59,7 +59,7 @@ def trim_vocabulary(
             f"a BertClassifier); received {type(text_classifier).__name__}."
         )
     classifier = text_classifier.classifier
-    if type(classifier) is not BertClassifier:
+    if type(classifier) is not BertClassifier or getattr(classifier, "pruning", None):
         raise ValueError(
             "trim_vocabulary rebuilds a plain BertClassifier; received a "
             f"{type(classifier).__name__}. Call strip_pruning on a pruning-wrapped model first."

@@ -88,8 +88,16 @@ def render_compression_table(rows) -> str:
     return "\n".join(lines)
 
 
-def plot_compression(rows, path: str) -> str:
-    """A PNG of held-out accuracy against file size and against LiteRT latency."""
+def plot_compression(rows, path: str, overwrite: bool = False) -> str:
+    """A PNG of held-out accuracy against file size and against LiteRT latency.
+
+    Args:
+        rows: `compress_classifier`'s (or `measure_litert`'s) rows.
+        path: str, the .png file; an existing one is kept unless `overwrite`.
+
+    Example:
+        plot_compression(rows, "runs/compress/compression.png")
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -109,7 +117,7 @@ def plot_compression(rows, path: str) -> str:
         axis.set_ylabel("held-out accuracy")
         axis.grid(alpha=0.3)
     figure.suptitle("Compression: accuracy against size and latency")
-    with atomic_path(path) as staging:
+    with atomic_path(path, overwrite=overwrite) as staging:
         figure.savefig(staging, dpi=120, format="png")
     pyplot.close(figure)
     return path
@@ -237,8 +245,8 @@ def compress_classifier(
         rows.append(measure(f"trimmed ({len(kept):,} tokens)", pruned, "trimmed.tflite"))
     representative = None
     if quantization == "int8":
-        sample = {k: v[:200] for k, v in train_x.items()}
-        representative = [{k: v[i : i + 1] for k, v in sample.items()} for i in range(200)]
+        count = min(200, len(train_y))
+        representative = [{k: v[i : i + 1] for k, v in train_x.items()} for i in range(count)]
     rows.append(
         measure(
             f"pruned + {quantization}",

@@ -122,6 +122,10 @@ def _fold_weight_shapes(model) -> None:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.initializer.extend(folded)
+    _drop_unused_initializers(model)
+
+
+def _drop_unused_initializers(model) -> None:
     used = {name for node in model.graph.node for name in node.input}
     used |= {output.name for output in model.graph.output}
     kept = [t for t in model.graph.initializer if t.name in used]
@@ -157,16 +161,23 @@ def _gemm_as_matmul(model) -> None:
             if b not in weights:
                 nodes.append(node)
                 continue
-            transposed = numpy_helper.to_array(weights[b]).T.copy()
-            weights[b].CopyFrom(numpy_helper.from_array(transposed, b))
+            # A new initializer: the original may feed other nodes as it is.
+            name = f"{b}_transposed"
+            if name not in weights:
+                transposed = numpy_helper.to_array(weights[b]).T.copy()
+                weights[name] = numpy_helper.from_array(transposed, name)
+                model.graph.initializer.append(weights[name])
+            b = name
         product = node.output[0] + "_matmul" if c else node.output[0]
-        nodes.append(helper.make_node("MatMul", [a, b], [product], name=node.name + "_matmul"))
+        node_name = node.name or node.output[0]  # names must be unique, may be empty
+        nodes.append(helper.make_node("MatMul", [a, b], [product], name=f"{node_name}_matmul"))
         if c:
             nodes.append(
                 helper.make_node("Add", [product, c[0]], [node.output[0]], name=node.name)
             )
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    _drop_unused_initializers(model)
 
 
 def _quantize_dynamic(source: str, target: str) -> None:

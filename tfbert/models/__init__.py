@@ -10,7 +10,7 @@ from tfbert.models.bert import (
     BertTokenClassifier,
     TextClassifier,
 )
-from tfbert.models.distributed_trainer import DistributedTrainer
+from tfbert.models.distributed_trainer import DistributedTrainer, MultiWorkerTraining
 
 __all__ = [
     "BERT_PRESETS",
@@ -21,5 +21,6 @@ __all__ = [
     "BertQuestionAnswerer",
     "BertTokenClassifier",
     "DistributedTrainer",
+    "MultiWorkerTraining",
     "TextClassifier",
 ]

@@ -11,6 +11,13 @@ def read_labeled_texts(path: str, label_names=None) -> tuple[list[str], list[int
     TSV is chosen by a `.tsv` ending. A label is a class index (0, 1, ...)
     or, with `label_names`, one of those names.
 
+    Args:
+        path: str, the CSV/TSV file (UTF-8, with or without a BOM).
+        label_names: optional list of class names the labels may use.
+
+    Example:
+        texts, labels = read_labeled_texts("train.csv", ["negative", "positive"])
+
     Raises:
         ValueError: the file is empty, not UTF-8, lacks a column, or has an
             empty text or an unknown label; the message names the file, line
@@ -20,17 +27,18 @@ def read_labeled_texts(path: str, label_names=None) -> tuple[list[str], list[int
     with open(path, "rb") as f:
         data = f.read()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM (Excel's "CSV UTF-8") is not part of it
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise ValueError(
             f"{path} line {line} is not UTF-8 text (byte {error.start} of the file: "
             f"{error.reason}); save the file as UTF-8."
         ) from None
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    if not rows or not any(rows):
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = [(reader.line_num, row) for row in reader]  # the line a row ends on
+    if not rows or not any(row for _, row in rows):
         raise ValueError(f"{path} is empty; it needs a header row 'text,label' and examples.")
-    header = [name.strip() for name in rows[0]]
+    header = [name.strip() for name in rows[0][1]]
     missing = [name for name in ("text", "label") if name not in header]
     if missing:
         raise ValueError(
@@ -40,7 +48,7 @@ def read_labeled_texts(path: str, label_names=None) -> tuple[list[str], list[int
     text_column, label_column = header.index("text"), header.index("label")
     names = {name: index for index, name in enumerate(label_names or [])}
     texts, labels = [], []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if not row:
             continue
         if len(row) != len(header):
