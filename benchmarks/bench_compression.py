@@ -538,10 +538,10 @@ def main():
     parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("--teacher-learning-rate", type=float, default=8e-5)
     parser.add_argument("--student-layers", default="0,5")
-    parser.add_argument("--student-epochs", type=int, default=1)
+    parser.add_argument("--student-epochs", type=int, default=2)
     parser.add_argument("--student-learning-rate", type=float, default=1e-4)
     parser.add_argument("--imdb-reviews", type=int, default=2000)
-    parser.add_argument("--unlabeled", type=int, default=1500, help="IMDB sentences")
+    parser.add_argument("--unlabeled", type=int, default=4000, help="IMDB sentences")
     parser.add_argument(
         "--tune-examples", type=int, default=1500, help="training examples after pruning"
     )
