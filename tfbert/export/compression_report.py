@@ -149,8 +149,9 @@ def compress_classifier(
     Runs `tfbert.compression.distill_student`, `prune_structure` and
     `trim_vocabulary` (to the pieces of the training and unlabelled texts),
     writes each step's LiteRT file into `output_dir` (`teacher.tflite`,
-    `student.tflite`, `pruned.tflite`, `trimmed.tflite`,
-    `pruned_int8.tflite`) and the final student as `student_pruned.keras`
+    `student.tflite`, `pruned.tflite`; with the trimmed vocabulary in
+    `trimmed/`: `trimmed.tflite`, `pruned_int8.tflite`) and the final
+    student as `student_pruned.keras`
     (a `TextClassifier`, its tokenizer trimmed too), and measures each file
     with `measure_litert`.
 
@@ -242,7 +243,12 @@ def compress_classifier(
         final, kept = trim_vocabulary(final, list(train_texts) + list(unlabeled_texts or []))
         tokenizer, pruned = final.tokenizer, final.classifier
         train_x = token_ids(train_texts)
-        rows.append(measure(f"trimmed ({len(kept):,} tokens)", pruned, "trimmed.tflite"))
+        # Its own folder: the LiteRT files of one folder share one vocab.txt.
+        folder = "trimmed"
+        step = f"trimmed ({len(kept):,} tokens)"
+        rows.append(measure(step, pruned, os.path.join(folder, "trimmed.tflite")))
+    else:
+        folder = ""
     representative = None
     if quantization == "int8":
         count = min(200, len(train_y))
@@ -251,7 +257,7 @@ def compress_classifier(
         measure(
             f"pruned + {quantization}",
             pruned,
-            "pruned_int8.tflite",
+            os.path.join(folder, "pruned_int8.tflite"),
             quantization=quantization,
             representative_data=representative,
         )
