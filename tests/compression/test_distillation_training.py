@@ -9,7 +9,6 @@ on 512 other Rotten Tomatoes sentences.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.test_case import free_ports
 from tfbert.compression.attention_distillation import AttentionDistillation
 from tfbert.compression.augmentation import in_domain_sentences, teacher_labeled_dataset
 from tfbert.compression.bert_distiller import BertDistiller
@@ -256,16 +256,6 @@ print("RESULT " + json.dumps(history))
 """
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _worker(result, tf_config=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
@@ -296,7 +286,7 @@ def _weights(path):
 def test_two_workers_distill_like_one_device(tmp_path):
     """Keras' fit fails across workers (keras-team/keras#20585); BertDistiller carries
     DistributedTrainer's fixes."""
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     single = _worker(tmp_path / "single.npz")
     workers = [

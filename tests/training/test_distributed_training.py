@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.test_case import free_ports
 from tfbert.text import write_pretraining_text
 
 WORKER = os.path.join(os.path.dirname(__file__), "pretrain_worker.py")
@@ -102,16 +102,6 @@ def _max_difference(a, b):
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _cluster(ports, index):
     return {
         "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
@@ -149,7 +139,7 @@ def test_two_workers_fit_bert_pretrainer_like_one_process(
     tmp_path, corpus, vocabulary_file, single_device
 ):
     config = _config(tmp_path, "run", corpus, vocabulary_file, strategy="multi_worker")
-    ports = _free_ports(2)
+    ports = free_ports(2)
     workers = [_start(config, tmp_path / f"worker{i}.npz", _cluster(ports, i)) for i in range(2)]
     for worker in workers:
         _finish(worker)
@@ -296,7 +286,7 @@ def test_two_killed_workers_resume_from_the_chiefs_backup(
     settings = dict(strategy="multi_worker", backup=True, backup_steps=2)
     config = _config(tmp_path, "run", corpus, vocabulary_file, **settings)
     kill_at = 7  # inside the second epoch, a step after the backup of step 6
-    ports = _free_ports(2)
+    ports = free_ports(2)
     workers = [
         _start(config, tmp_path / f"worker{i}.npz", _cluster(ports, i), f"kill-at-step={kill_at}")
         for i in range(2)
@@ -308,7 +298,7 @@ def test_two_killed_workers_resume_from_the_chiefs_backup(
     backup = json.loads((tmp_path / "run" / "backup" / "training_metadata.json").read_text())
     assert (backup["epoch"], backup["step"]) == (1, 2)
 
-    ports = _free_ports(2)
+    ports = free_ports(2)
     workers = [_start(config, tmp_path / f"worker{i}.npz", _cluster(ports, i)) for i in range(2)]
     for worker in workers:
         _finish(worker)
@@ -326,7 +316,7 @@ def test_a_missing_worker_gives_an_error_not_a_hang(tmp_path, corpus, vocabulary
         tmp_path, "run", corpus, vocabulary_file, strategy="multi_worker", cluster_timeout=5
     )
     started = time.monotonic()
-    process = _start(config, tmp_path / "result.npz", _cluster(_free_ports(2), 0))
+    process = _start(config, tmp_path / "result.npz", _cluster(free_ports(2), 0))
     output, _ = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "not every worker of TF_CONFIG joined within 5 s" in output

@@ -120,11 +120,8 @@ class AttentionDistillation(FeatureDistillationLoss):
         return ops.sum(ops.stack(losses)) / len(losses)
 
     def get_config(self):
-        mapping = self.layer_mapping
-        if isinstance(mapping, dict):
-            mapping = [[int(student), int(teacher)] for student, teacher in mapping.items()]
         return {
-            "layer_mapping": mapping,
+            **self.mapping_config(),
             "head_reduction": self.head_reduction,
             "epsilon": self.epsilon,
         }

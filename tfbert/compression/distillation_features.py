@@ -199,6 +199,13 @@ class FeatureDistillationLoss(keras.distillation.DistillationLoss):
         features_of(teacher_outputs, "teacher", type(self).__name__)
         features_of(student_outputs, "student", type(self).__name__)
 
+    def mapping_config(self) -> dict:
+        """`layer_mapping` as JSON keeps it: a list of [student, teacher] pairs."""
+        mapping = self.layer_mapping
+        if isinstance(mapping, dict):
+            mapping = [[int(student), int(teacher)] for student, teacher in mapping.items()]
+        return {"layer_mapping": mapping}
+
     def check_inputs(self, teacher_outputs, student_outputs, padding_mask):
         """What every `compute_loss` checks first: outputs, mask, built."""
         self.validate_outputs(teacher_outputs, student_outputs)

@@ -105,10 +105,7 @@ class HiddenStateDistillation(FeatureDistillationLoss):
         return ops.sum(ops.stack(losses)) / len(losses)
 
     def get_config(self):
-        mapping = self.layer_mapping
-        if isinstance(mapping, dict):
-            mapping = [[int(student), int(teacher)] for student, teacher in mapping.items()]
-        return {"layer_mapping": mapping}
+        return self.mapping_config()
 
     @classmethod
     def from_config(cls, config):
