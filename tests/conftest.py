@@ -16,7 +16,27 @@ from tfbert.text import (  # noqa: E402
 
 # A session fixture that costs tens of seconds is built once per pytest-xdist
 # worker: its users carry `pytest.mark.xdist_group("<fixture name>")`, and
-# `make test` (--dist loadgroup) runs each group on one worker.
+# `make test` (--dist loadgroup) runs each group on one worker. A module whose
+# module-scoped fixtures are expensive is one group (`pytestmark`) for the
+# same reason: split over two workers, each would build them.
+
+
+def pytest_configure(config):
+    """Refuses `--dist loadgroup` under a pytest that makes it group nothing.
+
+    pytest-xdist (3.8) groups a test by appending "@<group>" to its node id,
+    which pytest 9 no longer reads: every worker then silently builds every
+    group's fixtures (a minute each for the fine-tuned MiniLM).
+    """
+    if (
+        getattr(config.option, "dist", None) == "loadgroup"
+        and int(pytest.__version__.split(".")[0]) >= 9
+    ):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} breaks pytest-xdist's --dist loadgroup (tests of one "
+            "xdist_group run on several workers); install the test versions pyproject.toml "
+            "pins: pip install -e '.[test]'."
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,9 @@ from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
 from tfbert.compression.student import student_from_teacher
 from tfbert.models import BertBackbone, BertClassifier
 
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_distillation")
+
 VOCABULARY = 30522  # the MiniLM vocabulary of the `tokenizer` fixture
 RTOL = 1e-5
 

@@ -17,6 +17,9 @@ from tfbert.export.saved_model import MASKED_LOGIT, bucketed_length, token_axes,
 from tfbert.models import BertBackbone, BertQuestionAnswerer, BertTokenClassifier
 from tfbert.text import BertTokenizer
 
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_saved_model")
+
 
 def test_text_classifier_serves_raw_text_like_keras(tmp_path, sentiment, texts):
     path = saved_model(sentiment, str(tmp_path / "sentiment"))

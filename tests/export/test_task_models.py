@@ -9,6 +9,9 @@ from tfbert.export.verify import run_saved_model
 from tfbert.models import BertBackbone, BertQuestionAnswerer, BertTokenClassifier
 from tfbert.text import BertTokenizer
 
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_task_models")
+
 
 @pytest.fixture(scope="module", params=["token_classifier", "question_answerer"])
 def task(request, vocabulary_file, rotten_tomatoes):

@@ -12,6 +12,9 @@ from safetensors.numpy import load_file, save_file
 from tfbert.models import BertBackbone, BertPretrainer
 from tfbert.text import BertTokenizer, minilm_checkpoint_dir
 
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_bert_checkpoint")
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 TINY = os.path.join(FIXTURES, "tiny_bert_pytorch")
 

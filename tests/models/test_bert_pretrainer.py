@@ -10,6 +10,9 @@ from tests.test_case import assert_all_close, run_model_test
 from tfbert.models import BertBackbone, BertPretrainer
 from tfbert.text import pretraining_dataset, write_pretraining_text
 
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_bert_pretrainer")
+
 SMALL = {
     "vocabulary_size": 30522,
     "num_layers": 2,

@@ -14,6 +14,9 @@ from tfbert.models import BertBackbone, BertClassifier, TextClassifier
 from tfbert.serving import Client, ServingError
 from tfbert.text import BertTokenizer
 
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_client")
+
 LABELS = ["negative", "positive"]
 
 

@@ -20,6 +20,9 @@ import pytest
 from tests.test_case import free_ports
 from tfbert.text import write_pretraining_text
 
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_distributed_training")
+
 WORKER = os.path.join(os.path.dirname(__file__), "pretrain_worker.py")
 TOLERANCE = 1e-6
 
