@@ -33,8 +33,9 @@ def text_classifier(vocabulary_file):
     return TextClassifier(tokenizer, classifier, label_names=["a", "b", "c"])
 
 
-def _pieces(tokenizer, texts):
-    ragged = tokenizer.tokenize(texts)
+def _pieces(tokenizer, texts, window=None):
+    """Each text's pieces; with `window`, only its first `window`."""
+    ragged = tokenizer.tokenize(texts)[:, :window]
     return [[tokenizer.vocabulary[i] for i in row] for row in ragged.to_list()]
 
 
@@ -44,11 +45,29 @@ def test_in_domain_tokenization_and_outputs_unchanged(text_classifier, texts):
     assert trimmed.tokenizer.vocabulary_size == len(kept) < original.vocabulary_size // 2
     assert trimmed.tokenizer.vocabulary == [original.vocabulary[i] for i in kept]
     assert trimmed.label_names == ["a", "b", "c"]
-    assert _pieces(trimmed.tokenizer, texts) == _pieces(original, texts)
+    # The pieces the model reads (48 with [CLS] and [SEP]) are the same.
+    assert _pieces(trimmed.tokenizer, texts, 46) == _pieces(original, texts, 46)
     old = original(texts)
     new = trimmed.tokenizer(texts)
     np.testing.assert_array_equal(np.array(kept)[new["token_ids"].numpy()], old["token_ids"])
     np.testing.assert_array_equal(new["padding_mask"], old["padding_mask"])
+    assert_all_close(
+        trimmed.classifier.predict(dict(new), verbose=0),
+        text_classifier.classifier.predict(dict(old), verbose=0),
+        atol=1e-5,
+    )
+
+
+def test_only_the_pieces_the_model_reads_of_a_long_text_are_kept(text_classifier, imdb_reviews):
+    # IMDB reviews run to hundreds of pieces; the model reads 46 (48 with [CLS], [SEP]).
+    reviews = [text for text, _ in imdb_reviews[:40]]
+    original = text_classifier.tokenizer
+    trimmed, kept = trim_vocabulary(text_classifier, reviews)
+    whole = {int(i) for i in original.tokenize(reviews).flat_values.numpy()}
+    read = {int(i) for i in original.tokenize(reviews)[:, :46].flat_values.numpy()}
+    assert read <= set(kept) and not whole - read <= set(kept)
+    old, new = original(reviews), trimmed.tokenizer(reviews)
+    np.testing.assert_array_equal(np.array(kept)[new["token_ids"].numpy()], old["token_ids"])
     assert_all_close(
         trimmed.classifier.predict(dict(new), verbose=0),
         text_classifier.classifier.predict(dict(old), verbose=0),

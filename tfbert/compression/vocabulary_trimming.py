@@ -12,13 +12,15 @@ from tfbert.text.bert_tokenizer import SPECIAL_TOKENS
 
 def _kept_token_ids(tokenizer, texts, batch_size: int) -> list[int]:
     """Ids of the special tokens, single characters, "##" + character pieces
-    and every piece `texts` are cut into, in the original order."""
+    and every piece of `texts` the model reads (the first
+    `sequence_length - 2` of each text), in the original order."""
+    window = tokenizer.sequence_length - 2
     kept = {tokenizer.vocabulary.index(token) for token in SPECIAL_TOKENS}
     for i, token in enumerate(tokenizer.vocabulary):
         if len(token) == 1 or (token.startswith("##") and len(token) == 3):
             kept.add(i)
     for start in range(0, len(texts), batch_size):
-        pieces = tokenizer.tokenize(texts[start : start + batch_size])
+        pieces = tokenizer.tokenize(texts[start : start + batch_size])[:, :window]
         kept.update(int(i) for i in pieces.flat_values.numpy())
     return sorted(kept)
 
@@ -32,11 +34,13 @@ def trim_vocabulary(
     Kept: BERT's special tokens, every single-character token and every
     "##" + one character piece (so any word still tokenizes, at worst
     into characters, rather than becoming `[UNK]`), and every piece the
-    tokenizer cuts `texts` into; their embedding rows are gathered in the
-    original order. WordPiece takes the longest matching piece, and no piece
-    it took for `texts` is removed, so `texts` tokenize to the same pieces
-    and the copy's outputs on them equal the original's; other text may be
-    cut into shorter pieces than before.
+    model reads of `texts`: the first `sequence_length - 2` pieces of each
+    (the tokenizer truncates the rest away; for a long document that is
+    most of it). Their embedding rows are gathered in the original order.
+    WordPiece takes the longest matching piece, and no piece it took there
+    is removed, so `texts` pack to the same ids and the copy's outputs on
+    them equal the original's. Other text, or text past the window with a
+    longer `sequence_length`, may be cut into shorter pieces than before.
 
     Args:
         text_classifier: `TextClassifier` whose classifier is a
