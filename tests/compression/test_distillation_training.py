@@ -20,8 +20,14 @@ from tests.test_case import free_ports
 from tfbert.compression.attention_distillation import AttentionDistillation
 from tfbert.compression.augmentation import in_domain_sentences, teacher_labeled_dataset
 from tfbert.compression.bert_distiller import BertDistiller
+from tfbert.compression.classifier_recipe import sparsify
 from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
+from tfbert.compression.magnitude_pruning import kernel_matrix
+from tfbert.layers.kernel_mask import named_layers
 from tfbert.models import BertBackbone, BertClassifier
+
+# One worker builds this module's module-scoped fixtures (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("test_distillation_training")
 
 
 def tiny_classifier(num_layers, hidden_dim):
@@ -121,6 +127,57 @@ def test_distillation_on_teacher_labeled_imdb_sentences_lowers_held_out_kl(
     assert agreement > 0.75
 
 
+def kernel_matrices(model):
+    """Each Dense/EinsumDense kernel of `model` as its (inputs, outputs) matrix, by path."""
+    out = {}
+    for path, layer in named_layers(model).items():
+        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+            order, inputs = kernel_matrix(layer)
+            kernel = np.transpose(keras.ops.convert_to_numpy(layer.kernel), order)
+            out[path] = kernel.reshape(int(np.prod(kernel.shape[:inputs])), -1)
+    return out
+
+
+@pytest.mark.parametrize("pattern", [None, (2, 4)], ids=["50%", "2:4"])
+def test_sparsify_distills_from_the_dense_model_and_leaves_it_as_it_was(
+    sentiment_teacher, pattern
+):
+    teacher, held_out_x, held_out_y = sentiment_teacher
+    before = [w.copy() for w in teacher.get_weights()]
+    teacher_labels = teacher.predict(held_out_x, batch_size=128, verbose=0).argmax(-1)
+    x = {k: v[:256] for k, v in held_out_x.items()}  # any labelled text fine-tunes
+    keras.utils.set_random_seed(0)
+    sparse = sparsify(
+        teacher,
+        x,
+        held_out_y[:256],
+        sparsity=0.5,
+        sparsity_m_by_n=pattern,
+        teacher=teacher,
+        epochs=2,
+        learning_rate=1e-3,
+    )
+    assert type(sparse) is BertClassifier and sparse.get_config() == teacher.get_config()
+    assert not [w.path for w in sparse.weights if "mask" in w.path]
+    matrices = kernel_matrices(sparse)
+    assert len(matrices) == 2 * 6 + 2  # 6 kernels a block, pooler and logits
+    for path, matrix in matrices.items():
+        if pattern is None:
+            assert np.sum(matrix == 0) == matrix.size - round(matrix.size / 2), path
+        else:
+            groups = (matrix != 0).T.reshape(matrix.shape[1], -1, 4)
+            assert np.all(groups.sum(-1) == 2), path  # 2 of every 4 inputs are zero
+    for old, new in zip(before, teacher.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert teacher.trainable
+    agreement = np.mean(
+        sparse.predict(held_out_x, batch_size=128, verbose=0).argmax(-1) == teacher_labels
+    )
+    assert agreement > 0.8, agreement
+    with pytest.raises(ValueError, match="received ramp=0"):
+        sparsify(teacher, x, held_out_y[:256], ramp=0)
+
+
 # Two logical CPUs; the same distillation (logits, hidden states, attention,
 # embeddings; student loss on labels; tfbert's AdamW with global clipping)
 # on one device, then under MirroredStrategy from the same initial weights.
@@ -133,6 +190,8 @@ strategy = resolve_strategy("mirrored", cpu_replicas=2)
 import keras
 from tfbert.compression.attention_distillation import AttentionDistillation
 from tfbert.compression.bert_distiller import BertDistiller
+from tfbert.compression.classifier_recipe import sparsify
+from tfbert.compression.magnitude_pruning import kernel_matrix
 from tfbert.compression.embedding_distillation import EmbeddingDistillation
 from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
 from tfbert.models import BertBackbone, BertClassifier
@@ -218,6 +277,8 @@ import keras
 import tensorflow as tf
 from tfbert.compression.attention_distillation import AttentionDistillation
 from tfbert.compression.bert_distiller import BertDistiller
+from tfbert.compression.classifier_recipe import sparsify
+from tfbert.compression.magnitude_pruning import kernel_matrix
 from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
 from tfbert.models import BertBackbone, BertClassifier
 from tfbert.text import BertTokenizer, minilm_vocabulary_file, movie_reviews

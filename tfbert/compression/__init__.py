@@ -3,7 +3,7 @@
 from tfbert.compression.attention_distillation import AttentionDistillation
 from tfbert.compression.augmentation import in_domain_sentences, teacher_labeled_dataset
 from tfbert.compression.bert_distiller import BertDistiller
-from tfbert.compression.classifier_recipe import distill_student, prune_structure
+from tfbert.compression.classifier_recipe import distill_student, prune_structure, sparsify
 from tfbert.compression.distillation_features import distillation_view
 from tfbert.compression.embedding_distillation import EmbeddingDistillation
 from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
@@ -40,6 +40,7 @@ __all__ = [
     "prune_heads",
     "prune_low_magnitude",
     "prune_structure",
+    "sparsify",
     "strip_pruning",
     "student_from_teacher",
     "teacher_labeled_dataset",

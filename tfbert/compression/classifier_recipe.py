@@ -1,5 +1,7 @@
 """The compression recipe for a fine-tuned sentence classifier:
-teacher -> distilled student -> heads and FFN neurons pruned.
+teacher -> distilled student -> heads and FFN neurons pruned, and
+magnitude sparsity (unstructured, block, 2:4) fine-tuned with the dense
+model as its teacher.
 
 Each step is a plain function over Keras models and NumPy token-id arrays,
 so it runs inside `tfbert compress`, the quickstart and
@@ -12,6 +14,9 @@ import numpy as np
 
 from tfbert.compression.bert_distiller import BertDistiller
 from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
+from tfbert.compression.magnitude_pruning import prune_low_magnitude, strip_pruning
+from tfbert.compression.pruning_callbacks import UpdatePruningStep
+from tfbert.compression.pruning_schedule import ConstantSparsity, PolynomialDecay
 from tfbert.compression.structured_pruning import (
     gradient_scores,
     least_important,
@@ -34,7 +39,16 @@ def _logits_loss(temperature: float):
 
 
 def _distill(
-    teacher, student, x, y, epochs, batch_size, learning_rate, temperature, layer_mapping
+    teacher,
+    student,
+    x,
+    y,
+    epochs,
+    batch_size,
+    learning_rate,
+    temperature,
+    layer_mapping,
+    callbacks=(),
 ):
     """Distills `teacher` into `student` on `x` (with labels `y`, or none)."""
     losses = [_logits_loss(temperature)]
@@ -48,7 +62,7 @@ def _distill(
         student_loss_weight=0.5 if y is not None else 0.0,
     )
     distiller.compile(optimizer=_optimizer(learning_rate, examples, batch_size, epochs))
-    distiller.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    distiller.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=list(callbacks), verbose=0)
     return distiller.student
 
 
@@ -173,3 +187,74 @@ def prune_structure(
             pruned.compile(optimizer=_optimizer(learning_rate, len(train_y), batch_size, epochs))
             pruned.fit(train_x, train_y, batch_size=batch_size, epochs=epochs, verbose=0)
     return pruned, {"heads": heads, "neurons": neurons}
+
+
+def sparsify(
+    model: BertClassifier,
+    train_x: dict,
+    train_y,
+    sparsity: float = 0.5,
+    sparsity_m_by_n=None,
+    block_size=(1, 1),
+    teacher: BertClassifier | None = None,
+    epochs: int = 2,
+    batch_size: int = 32,
+    learning_rate: float = 5e-5,
+    temperature: float = 2.0,
+    ramp: float = 0.7,
+) -> BertClassifier:
+    """`model` with magnitude-pruned kernels, fine-tuned while the sparsity grows.
+
+    `prune_low_magnitude` with Zhu & Gupta's cubic ramp (`PolynomialDecay`
+    from 0 to `sparsity` over the first `ramp` of the steps, masks updated
+    20 times), or with `sparsity_m_by_n` (e.g. (2, 4)) a fixed pattern set
+    at the first step and refreshed 10 times (the pattern sets the
+    sparsity, m/n; `sparsity` is not read). Fine-tuning is distillation
+    from `teacher` when given (usually the dense model itself: logits at
+    `temperature`, gold labels at half weight), else on the labels alone.
+    The dense model is left as it was.
+
+    Returns:
+        the stripped model (`strip_pruning`): same class and config, the
+        pruned weights exact zeros, ready to save or export.
+
+    Example:
+        sparse = sparsify(classifier, x, y, sparsity=0.5, teacher=classifier)
+    """
+    if not 0.0 < ramp <= 1.0:
+        raise ValueError(
+            "`ramp` is the fraction of steps the sparsity grows over, in (0, 1]; "
+            f"received ramp={ramp!r}."
+        )
+    train_y = np.asarray(train_y)
+    steps = max(1, epochs * -(-len(train_y) // batch_size))
+    if sparsity_m_by_n is not None:
+        m, n = sparsity_m_by_n
+        schedule = ConstantSparsity(m / n, 0, frequency=max(1, steps // 10))
+    else:
+        schedule = PolynomialDecay(
+            0.0, sparsity, 0, max(1, int(ramp * steps)), frequency=max(1, steps // 20)
+        )
+    pruned = prune_low_magnitude(
+        model, schedule, block_size=block_size, sparsity_m_by_n=sparsity_m_by_n
+    )
+    callbacks = [UpdatePruningStep()]
+    if teacher is not None:
+        pruned = _distill(
+            teacher,
+            pruned,
+            train_x,
+            train_y,
+            epochs,
+            batch_size,
+            learning_rate,
+            temperature,
+            layer_mapping=None,
+            callbacks=callbacks,
+        )
+    else:
+        pruned.compile(optimizer=_optimizer(learning_rate, len(train_y), batch_size, epochs))
+        pruned.fit(
+            train_x, train_y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0
+        )
+    return strip_pruning(pruned)

@@ -75,16 +75,23 @@ def named_layers(root) -> dict[str, keras.layers.Layer]:
 
     A task model reaches its backbone's blocks twice (through the backbone,
     and directly, since its graph calls them): the first path found names them.
+    Two different layers on one path (a distiller's teacher and a student
+    copied from it, both "bert_classifier") are told apart by a "#2", "#3"
+    suffix on the later one's name.
     """
     found, seen = {}, set()
 
     def visit(layer, prefix):
         for child in layer._flatten_layers(include_self=False, recursive=False):
-            path = f"{prefix}{child.name}"
-            if id(child) not in seen and path not in found:
-                seen.add(id(child))
-                found[path] = child
-                visit(child, f"{path}/")
+            if id(child) in seen:
+                continue
+            path, copy = f"{prefix}{child.name}", 1
+            while path in found:
+                copy += 1
+                path = f"{prefix}{child.name}#{copy}"
+            seen.add(id(child))
+            found[path] = child
+            visit(child, f"{path}/")
 
     visit(root, "")
     return found
