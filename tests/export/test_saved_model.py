@@ -41,16 +41,16 @@ def test_text_classifier_serves_raw_text_like_keras(tmp_path, sentiment, texts):
     assert weights < stored < 1.01 * weights
 
 
-def test_versions_count_up_and_are_never_overwritten(tmp_path, sentiment):
-    export_dir = str(tmp_path / "sentiment")
-    assert saved_model(sentiment, export_dir).endswith(os.sep + "1")
-    assert saved_model(sentiment, export_dir).endswith(os.sep + "2")
+def test_versions_count_up_and_are_never_overwritten(tmp_path, tiny):
+    export_dir = str(tmp_path / "tiny")
+    assert saved_model(tiny, export_dir).endswith(os.sep + "1")
+    assert saved_model(tiny, export_dir).endswith(os.sep + "2")
     stamp = os.path.getmtime(os.path.join(export_dir, "1", "saved_model.pb"))
     with pytest.raises(FileExistsError, match="versions are immutable"):
-        saved_model(sentiment, export_dir, version=1)
+        saved_model(tiny, export_dir, version=1)
     assert os.path.getmtime(os.path.join(export_dir, "1", "saved_model.pb")) == stamp
     assert sorted(os.listdir(export_dir)) == ["1", "2"]  # no staging folders left
-    assert saved_model(sentiment, export_dir, version=7).endswith(os.sep + "7")
+    assert saved_model(tiny, export_dir, version=7).endswith(os.sep + "7")
 
 
 def test_backbone_serves_sequence_and_pooled_output(tmp_path, sentiment, texts):
@@ -72,16 +72,16 @@ def test_text_pairs_are_served(tmp_path, sentiment, texts):
     np.testing.assert_allclose(served["logits"].numpy(), expected["logits"], atol=1e-5)
 
 
-def test_bad_exports_and_requests_get_clear_errors(tmp_path, sentiment, vocabulary_file):
+def test_bad_exports_and_requests_get_clear_errors(tmp_path, tiny, vocabulary_file):
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="is not built"):
         saved_model(unbuilt, str(tmp_path / "unbuilt"))
     small = BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"])
     with pytest.raises(ValueError, match="tokenizer has 6 tokens but the model's embedding has"):
-        saved_model(sentiment.classifier, str(tmp_path / "wrong"), tokenizer=small)
+        saved_model(tiny.classifier, str(tmp_path / "wrong"), tokenizer=small)
     assert not os.path.exists(tmp_path / "unbuilt") and not os.path.exists(tmp_path / "wrong")
 
-    path = saved_model(sentiment, str(tmp_path / "served"))
+    path = saved_model(tiny, str(tmp_path / "served"))
     serve = tf.saved_model.load(path).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a string tensor"):
         serve(text=tf.constant([1, 2]))
