@@ -66,6 +66,27 @@ def _distill(
     return distiller.student
 
 
+def _fine_tune(model, teacher, x, y, epochs, batch_size, learning_rate, temperature, callbacks=()):
+    """Fine-tunes `model` on labelled `x`, `y`: distilled from `teacher` when given
+    (logits at `temperature`, gold labels at half weight), else on the labels."""
+    if teacher is not None:
+        return _distill(
+            teacher,
+            model,
+            x,
+            y,
+            epochs,
+            batch_size,
+            learning_rate,
+            temperature,
+            layer_mapping=None,
+            callbacks=callbacks,
+        )
+    model.compile(optimizer=_optimizer(learning_rate, len(y), batch_size, epochs))
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=list(callbacks), verbose=0)
+    return model
+
+
 def distill_student(
     teacher: BertClassifier,
     train_x: dict,
@@ -171,21 +192,9 @@ def prune_structure(
     )
     pruned = prune_ffn(prune_heads(model, heads), neurons)
     if epochs:
-        if teacher is not None:
-            pruned = _distill(
-                teacher,
-                pruned,
-                train_x,
-                train_y,
-                epochs,
-                batch_size,
-                learning_rate,
-                temperature,
-                layer_mapping=None,
-            )
-        else:
-            pruned.compile(optimizer=_optimizer(learning_rate, len(train_y), batch_size, epochs))
-            pruned.fit(train_x, train_y, batch_size=batch_size, epochs=epochs, verbose=0)
+        pruned = _fine_tune(
+            pruned, teacher, train_x, train_y, epochs, batch_size, learning_rate, temperature
+        )
     return pruned, {"heads": heads, "neurons": neurons}
 
 
@@ -238,23 +247,15 @@ def sparsify(
     pruned = prune_low_magnitude(
         model, schedule, block_size=block_size, sparsity_m_by_n=sparsity_m_by_n
     )
-    callbacks = [UpdatePruningStep()]
-    if teacher is not None:
-        pruned = _distill(
-            teacher,
-            pruned,
-            train_x,
-            train_y,
-            epochs,
-            batch_size,
-            learning_rate,
-            temperature,
-            layer_mapping=None,
-            callbacks=callbacks,
-        )
-    else:
-        pruned.compile(optimizer=_optimizer(learning_rate, len(train_y), batch_size, epochs))
-        pruned.fit(
-            train_x, train_y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0
-        )
+    pruned = _fine_tune(
+        pruned,
+        teacher,
+        train_x,
+        train_y,
+        epochs,
+        batch_size,
+        learning_rate,
+        temperature,
+        callbacks=[UpdatePruningStep()],
+    )
     return strip_pruning(pruned)
