@@ -31,6 +31,7 @@ thread, a phone core). SavedModel and ONNX Runtime latency is batch 1,
 128 tokens on --threads threads.
 
     python benchmarks/bench_compression.py [--quick] [--cache-dir DIR] [--tasks rt,bbc]
+        [--parts student,sparsity,structured]
 """
 
 import argparse
