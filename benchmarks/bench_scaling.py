@@ -18,7 +18,6 @@ multi-host run pays on top of its extra compute.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,16 +52,6 @@ def _worker(config_path: str, result_path: str) -> None:
         json.dump(history.history, f)
 
 
-def _ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _run_setup(folder, name, settings, processes, batch, steps, corpus, vocabulary):
     config = {
         "data": [corpus],
@@ -82,7 +71,9 @@ def _run_setup(folder, name, settings, processes, batch, steps, corpus, vocabula
     config_path = config["output_dir"] + ".json"
     with open(config_path, "w", encoding="utf-8") as f:
         json.dump(config, f)
-    ports = _ports(processes)
+    from tfbert.training import free_ports
+
+    ports = free_ports(processes)
     workers = []
     for index in range(processes):
         env = dict(os.environ)

@@ -1,7 +1,6 @@
 """The shared test harness: what every tfbert layer and model must do."""
 
 import os
-import socket
 import tempfile
 
 import keras
@@ -253,14 +252,3 @@ def run_model_test(
                 f"{weight.path} did not change after a training step"
             )
     return expected
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` TCP ports free on 127.0.0.1 now (for multi-worker test clusters)."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports

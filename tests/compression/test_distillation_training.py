@@ -16,7 +16,6 @@ import keras
 import numpy as np
 import pytest
 
-from tests.test_case import free_ports
 from tfbert.compression.attention_distillation import AttentionDistillation
 from tfbert.compression.augmentation import in_domain_sentences, teacher_labeled_dataset
 from tfbert.compression.bert_distiller import BertDistiller
@@ -25,6 +24,7 @@ from tfbert.compression.hidden_state_distillation import HiddenStateDistillation
 from tfbert.compression.magnitude_pruning import kernel_matrix
 from tfbert.layers.kernel_mask import named_layers
 from tfbert.models import BertBackbone, BertClassifier
+from tfbert.training import free_ports
 
 # One worker builds this module's module-scoped fixtures (see tests/conftest.py).
 pytestmark = pytest.mark.xdist_group("test_distillation_training")

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.test_case import free_ports
 from tfbert.text import write_pretraining_text
+from tfbert.training import free_ports
 
 # One worker builds this module's module-scoped fixtures (see tests/conftest.py).
 pytestmark = pytest.mark.xdist_group("test_distributed_training")

@@ -29,6 +29,7 @@ from tfbert.training.pretraining import PretrainingConfig, pretrain
 from tfbert.training.strategy import (
     check_dataset,
     compile_options,
+    free_ports,
     global_batch_size,
     is_tpu_strategy,
     per_replica_batch_size,
@@ -39,6 +40,7 @@ from tfbert.training.strategy import (
 )
 
 __all__ = [
+    "free_ports",
     "AdamW",
     "AtomicModelCheckpoint",
     "DistributedOptimizer",

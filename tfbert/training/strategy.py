@@ -11,6 +11,7 @@ import contextlib
 import glob
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -88,6 +89,22 @@ def read_tf_config() -> dict | None:
             if not host or not port.isdigit():
                 raise ValueError(f"TF_CONFIG's {job} address {address!r} is not host:port.")
     return config
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` TCP ports free on 127.0.0.1 now, for a multi-worker cluster on
+    one machine (TF_CONFIG's "worker" addresses).
+
+    Example:
+        workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    """
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def split_cpu(replicas: int) -> None:
