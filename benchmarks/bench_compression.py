@@ -162,6 +162,7 @@ class Task:
             classifier,
             os.path.join(self.work, f"saved_model_{len(self.rows):02d}"),
             self.tokenizer,
+            length_bucket=None,  # at the full 128 tokens, as the LiteRT rows
         )
         serve = tf.saved_model.load(path).signatures["serve_token_ids"]
         fixed = self.tokenizer.with_sequence_length(LATENCY_SEQUENCE_LENGTH)

@@ -129,6 +129,9 @@ def test_bucketed_length_rounds_the_longest_text_up_to_a_bucket():
     assert length([5, 40, 12]) == 48  # the longest text sets the length
     assert length([0, 0]) == 16  # at least one bucket
     assert length([35], cap=40) == 40 and length([3], bucket=64, cap=40) == 40
+    # Token ids from a client may hold padding before real tokens: the last
+    # real position counts, not the number of real tokens.
+    assert int(bucketed_length(tf.constant([[0] * 17 + [1] * 3 + [0] * 44]), 16, 64)) == 32
     inputs = {name: tf.ones((2, 64), tf.int32) for name in TOKEN_INPUTS}
     inputs["padding_mask"] = tf.constant([[1] * 20 + [0] * 44, [1] * 3 + [0] * 61])
     assert {v.shape for v in trim_to_bucket(inputs, 16, 64).values()} == {(2, 32)}
@@ -161,6 +164,17 @@ def test_bucketed_classifier_serves_like_the_fixed_length_one(
             np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-5)
         assert got["label_name"].numpy().tolist() == want["label_name"].numpy().tolist()
     assert lengths == [16, 16, 48, 64]  # the requests cover trimmed and full lengths
+
+    # Token ids padded to a fixed length run at their bucket too: at 64, and
+    # at 40 (the bucket is capped at the request's length).
+    fixed_ids = tf.saved_model.load(tmp_path / "fixed" / "1").signatures["serve_token_ids"]
+    bucketed_ids = tf.saved_model.load(tmp_path / "bucketed" / "1").signatures["serve_token_ids"]
+    for texts, length in [(short_and_long[2], 64), (short_and_long[2], 40)]:
+        ids = tokenizer.with_sequence_length(length)(texts)
+        want, got = fixed_ids(**ids), bucketed_ids(**ids)
+        for name in ("logits", "probabilities"):
+            np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-5)
+    assert int(bucketed_length(ids["padding_mask"], 16, 40)) == 40
 
 
 @pytest.fixture(scope="module", params=["backbone", "token_classifier", "question_answerer"])
@@ -201,6 +215,20 @@ def test_bucketed_per_token_outputs_keep_their_shape_and_real_positions(
         # Past the bucket: 0, or -1e9 where the model masks padding itself.
         fill = MASKED_LOGIT if name in ("start_logits", "end_logits") else 0.0
         assert np.all(value[:, length:] == fill)
+    # serve_token_ids runs ids of any length at their bucket as well, and
+    # its per-token outputs keep the request's length.
+    ids = tokenizer.with_sequence_length(56)(texts)
+    by_ids = tf.saved_model.load(path).signatures["serve_token_ids"](**ids)
+    ids_full = {k: v.numpy() for k, v in model_outputs(token_model, ids).items()}
+    for name, value in by_ids.items():
+        value = value.numpy()
+        assert value.shape == ids_full[name].shape
+        if name == "pooled_output":
+            np.testing.assert_allclose(value, ids_full[name], atol=1e-5)
+        else:
+            np.testing.assert_allclose(value[:, :length], ids_full[name][:, :length], atol=1e-5)
+            fill = MASKED_LOGIT if name in ("start_logits", "end_logits") else 0.0
+            assert np.all(value[:, length:] == fill)
     if "start_logits" in served:  # span search sees the same scores everywhere
         for name in ("start_logits", "end_logits"):
             np.testing.assert_allclose(served[name], full[name], atol=1e-5)

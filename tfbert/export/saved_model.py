@@ -122,11 +122,17 @@ def saved_model(
             classifier `logits`), which clients read at real tokens only.
         serve_token_ids: `token_ids`, `segment_ids`, `padding_mask`, int32
             (batch, length), any batch size and length up to the model's
-            `max_sequence_length`. Token ids outside [0, vocabulary size)
-            fail the request with `InvalidArgumentError` ("token_ids must
-            be in [0, V): the model has V tokens; ...", HTTP 400 on TF
-            Serving) on every device, instead of an embedding-lookup error
-            on CPU and silent zero vectors on GPU.
+            `max_sequence_length`. With `length_bucket` it too runs only on
+            the first `bucketed_length` positions (the columns after the
+            last real token of every row are padding and change no real
+            output), so ids a client pads to a fixed length cost what
+            their real length costs; per-token outputs come back at the
+            request's length, filled past the bucket as above. Token
+            ids outside [0, vocabulary size) fail the request with
+            `InvalidArgumentError` ("token_ids must be in [0, V): the
+            model has V tokens; ...", HTTP 400 on TF Serving) on every
+            device, instead of an embedding-lookup error on CPU and silent
+            zero vectors on GPU.
     Mixed-precision models are exported in float32 (`float32_copy`).
     Outputs: a backbone gives `sequence_output` and `pooled_output`; a
     classifier `logits`, `probabilities`, `label` (and `label_name` with
@@ -142,9 +148,10 @@ def saved_model(
             appears complete or not at all (written beside it and renamed).
         pairs: bool, default False. `serving_default` takes text pairs.
         label_names: list of str or None, for classifiers.
-        length_bucket: int or None, default 16. `serving_default` runs the
+        length_bucket: int or None, default 16. Both signatures run the
             model at a multiple of this many tokens; None runs it at the
-            tokenizer's full `sequence_length` (slower on short texts).
+            full length (the tokenizer's `sequence_length`, the request's
+            for token ids; slower on short texts).
 
     Returns:
         The path of the written version folder.
@@ -179,12 +186,27 @@ def saved_model(
     }
 
     vocabulary_size = model_vocabulary_size(model)
+    axes = token_axes(model, label_names) if length_bucket is not None else {}
+    masked = ("start_logits", "end_logits") if isinstance(model, BertQuestionAnswerer) else ()
+    fills = {name: MASKED_LOGIT if name in masked else 0.0 for name in axes}
+
+    def bucketed_outputs(token_inputs, length):
+        """The outputs of `token_inputs` run at their bucketed length, the
+        per-token ones padded back to `length` positions."""
+        if length_bucket is None:
+            return model_outputs(model, token_inputs, label_names)
+        trimmed = trim_to_bucket(token_inputs, length_bucket, length)
+        outputs = model_outputs(model, trimmed, label_names)
+        for name, value in outputs.items():
+            if axes[name]:  # per-token: back to the shape clients expect
+                outputs[name] = pad_positions(value, axes[name], length, fills[name])
+        return outputs
 
     def serve_token_ids(inputs):
         if vocabulary_size is not None:
             checked = _checked_token_ids(inputs["token_ids"], vocabulary_size)
             inputs = dict(inputs, token_ids=checked)
-        return model_outputs(model, inputs, label_names)
+        return bucketed_outputs(inputs, tf.shape(inputs["token_ids"])[1])
 
     archive.add_endpoint("serve_token_ids", serve_token_ids, input_signature=[token_signature])
     if tokenizer is not None:
@@ -193,21 +215,9 @@ def saved_model(
         if pairs:
             text_signature["text_pair"] = tf.TensorSpec((None,), tf.string, name="text_pair")
 
-        length = tokenizer.sequence_length
-        axes = token_axes(model, label_names) if length_bucket is not None else {}
-        masked = ("start_logits", "end_logits") if isinstance(model, BertQuestionAnswerer) else ()
-        fills = {name: MASKED_LOGIT if name in masked else 0.0 for name in axes}
-
         def serve_text(inputs):
             token_inputs = tokenizer(inputs["text"], inputs.get("text_pair"))
-            if length_bucket is None:
-                return model_outputs(model, token_inputs, label_names)
-            trimmed = trim_to_bucket(token_inputs, length_bucket, length)
-            outputs = model_outputs(model, trimmed, label_names)
-            for name, value in outputs.items():
-                if axes[name]:  # per-token: back to the shape clients expect
-                    outputs[name] = pad_positions(value, axes[name], length, fills[name])
-            return outputs
+            return bucketed_outputs(token_inputs, tokenizer.sequence_length)
 
         archive.add_endpoint("serving_default", serve_text, input_signature=[text_signature])
     else:
@@ -221,22 +231,25 @@ def saved_model(
 
 
 def bucketed_length(padding_mask, bucket: int, cap: int):
-    """The token length a batch is trimmed to: its longest real sequence
-    (`padding_mask`, (B, T), 1 on real tokens) rounded up to a multiple of
+    """The token length a batch is trimmed to: one past its last real token
+    in any row (`padding_mask`, (B, T), 1 on real tokens; for the
+    tokenizer's end-padded rows, the longest sequence) rounded up to a multiple of
     `bucket`, at least `bucket` and at most `cap`; an int32 scalar tensor.
 
     Rounding up keeps the kernels to at most cap / bucket distinct shapes.
     """
-    longest = tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1))
+    # The last real position + 1 of any row: the padding may sit anywhere in
+    # token ids a client sends, only the columns after it are padding in all rows.
+    positions = tf.range(1, tf.shape(padding_mask)[1] + 1)
+    longest = tf.reduce_max(tf.cast(padding_mask, tf.int32) * positions)
     rounded = (longest + bucket - 1) // bucket * bucket
     return tf.minimum(tf.maximum(rounded, bucket), cap)
 
 
 def trim_to_bucket(token_inputs: dict, bucket: int, cap: int) -> dict:
-    """`token_inputs` ((B, T) tensors with the padding at the end of each
-    row, as the tokenizer packs them) cut to their first
+    """`token_inputs` ((B, T) tensors) cut to their first
     `bucketed_length(padding_mask, bucket, cap)` positions; every real token
-    is kept."""
+    is kept, wherever the padding sits."""
     length = bucketed_length(token_inputs["padding_mask"], bucket, cap)
     return {name: value[:, :length] for name, value in token_inputs.items()}
 
@@ -262,7 +275,8 @@ def pad_positions(value, axes, length: int, fill: float = 0.0):
     rank = len(value.shape)
     paddings = [[0, length - sizes[axis] if axis in axes else 0] for axis in range(rank)]
     padded = tf.pad(value, paddings, constant_values=tf.cast(fill, value.dtype))
-    padded.set_shape([length if axis in axes else size for axis, size in enumerate(value.shape)])
+    static = length if isinstance(length, int) else None
+    padded.set_shape([static if axis in axes else size for axis, size in enumerate(value.shape)])
     return padded
 
 

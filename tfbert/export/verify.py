@@ -245,9 +245,9 @@ def verify_saved_model(
     at batch sizes 1 and len(texts), and
     `serve_token_ids` at two sequence `lengths`, and every float output
     must match the Keras model within `atol` (labels then agree but at
-    near-ties; `label_agreement` reports them); `serving_default`'s
-    per-token outputs keep the tokenizer's length but are compared up to
-    the longest text's last token (it may run at a bucketed length). A
+    near-ties; `label_agreement` reports them); per-token outputs keep the
+    request's length but are compared up to the longest text's last token
+    (both signatures may run at a bucketed length). A
     mixed-precision model is compared as the float32 copy that
     `saved_model` exports.
 
@@ -277,7 +277,7 @@ def verify_saved_model(
                 f"(export it with tfbert.export.saved_model):\n{listing[:2000]}"
             )
     pairs = "['text_pair']" in listing
-    longest = []  # of each serving_default request, in tokens
+    longest = []  # of each request, in tokens
     for batch in ({"text": texts[:1]}, {"text": texts}):
         if pairs:  # second segments: the same texts in reverse order
             batch["text_pair"] = batch["text"][::-1]
@@ -291,6 +291,7 @@ def verify_saved_model(
             ("serve_token_ids", {k: v.numpy().tolist() for k, v in token_inputs.items()})
         )
         expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
+        longest.append(int(np.max(np.sum(token_inputs["padding_mask"], axis=1))))
     answers = run_saved_model(path, requests)
     axes = token_axes(model, label_names)
     for index, length in enumerate(longest):
