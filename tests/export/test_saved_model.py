@@ -165,12 +165,13 @@ def test_bucketed_classifier_serves_like_the_fixed_length_one(
         assert got["label_name"].numpy().tolist() == want["label_name"].numpy().tolist()
     assert lengths == [16, 16, 48, 64]  # the requests cover trimmed and full lengths
 
-    # Token ids padded to a fixed length run at their bucket too: at 64, and
-    # at 40 (the bucket is capped at the request's length).
+    # Token ids padded to a fixed length give the fixed-length model's outputs
+    # at their bucket too: at 64, and at 40 (the bucket capped at the request's
+    # length). That they run at the bucket: the per-token test below.
     fixed_ids = tf.saved_model.load(tmp_path / "fixed" / "1").signatures["serve_token_ids"]
     bucketed_ids = tf.saved_model.load(tmp_path / "bucketed" / "1").signatures["serve_token_ids"]
-    for texts, length in [(short_and_long[2], 64), (short_and_long[2], 40)]:
-        ids = tokenizer.with_sequence_length(length)(texts)
+    for length in (64, 40):
+        ids = tokenizer.with_sequence_length(length)(short_and_long[2])
         want, got = fixed_ids(**ids), bucketed_ids(**ids)
         for name in ("logits", "probabilities"):
             np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-5)
@@ -203,32 +204,31 @@ def test_bucketed_per_token_outputs_keep_their_shape_and_real_positions(
     served = {name: value.numpy() for name, value in serve(text=tf.constant(texts)).items()}
     full = {k: v.numpy() for k, v in model_outputs(token_model, inputs).items()}
     trimmed = model_outputs(token_model, {k: v[:, :length] for k, v in inputs.items()})
-    for name, value in served.items():
-        assert value.shape == full[name].shape
-        if name == "pooled_output":
-            np.testing.assert_allclose(value, full[name], atol=1e-5)
-            continue
-        # The model ran at the bucket's 32 positions: they equal Keras' there,
-        # at full length and at the trimmed length alike.
-        np.testing.assert_allclose(value[:, :length], full[name][:, :length], atol=1e-5)
-        np.testing.assert_allclose(value[:, :length], trimmed[name].numpy(), atol=1e-5)
-        # Past the bucket: 0, or -1e9 where the model masks padding itself.
-        fill = MASKED_LOGIT if name in ("start_logits", "end_logits") else 0.0
-        assert np.all(value[:, length:] == fill)
+
+    def check_bucketed(served, full):
+        for name, value in served.items():
+            assert value.shape == full[name].shape
+            if name == "pooled_output":
+                np.testing.assert_allclose(value, full[name], atol=1e-5)
+                continue
+            # The model ran at the bucket's 32 positions: they equal Keras' there.
+            np.testing.assert_allclose(value[:, :length], full[name][:, :length], atol=1e-5)
+            # Past the bucket: 0, or -1e9 where the model masks padding itself.
+            fill = MASKED_LOGIT if name in ("start_logits", "end_logits") else 0.0
+            assert np.all(value[:, length:] == fill)
+
+    check_bucketed(served, full)
+    for name, value in served.items():  # ... and at the trimmed length alike
+        if name != "pooled_output":
+            np.testing.assert_allclose(value[:, :length], trimmed[name].numpy(), atol=1e-5)
     # serve_token_ids runs ids of any length at their bucket as well, and
     # its per-token outputs keep the request's length.
     ids = tokenizer.with_sequence_length(56)(texts)
     by_ids = tf.saved_model.load(path).signatures["serve_token_ids"](**ids)
-    ids_full = {k: v.numpy() for k, v in model_outputs(token_model, ids).items()}
-    for name, value in by_ids.items():
-        value = value.numpy()
-        assert value.shape == ids_full[name].shape
-        if name == "pooled_output":
-            np.testing.assert_allclose(value, ids_full[name], atol=1e-5)
-        else:
-            np.testing.assert_allclose(value[:, :length], ids_full[name][:, :length], atol=1e-5)
-            fill = MASKED_LOGIT if name in ("start_logits", "end_logits") else 0.0
-            assert np.all(value[:, length:] == fill)
+    check_bucketed(
+        {name: value.numpy() for name, value in by_ids.items()},
+        {k: v.numpy() for k, v in model_outputs(token_model, ids).items()},
+    )
     if "start_logits" in served:  # span search sees the same scores everywhere
         for name in ("start_logits", "end_logits"):
             np.testing.assert_allclose(served[name], full[name], atol=1e-5)

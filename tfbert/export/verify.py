@@ -277,23 +277,24 @@ def verify_saved_model(
                 f"(export it with tfbert.export.saved_model):\n{listing[:2000]}"
             )
     pairs = "['text_pair']" in listing
-    longest = []  # of each request, in tokens
+    masks = []  # the padding mask of each request
     for batch in ({"text": texts[:1]}, {"text": texts}):
         if pairs:  # second segments: the same texts in reverse order
             batch["text_pair"] = batch["text"][::-1]
         requests.append(("serving_default", batch))
         token_inputs = tokenizer(batch["text"], batch.get("text_pair"))
         expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
-        longest.append(int(np.max(np.sum(token_inputs["padding_mask"], axis=1))))
+        masks.append(token_inputs["padding_mask"])
     for length in lengths:
         token_inputs = tokenizer.with_sequence_length(length)(texts)
         requests.append(
             ("serve_token_ids", {k: v.numpy().tolist() for k, v in token_inputs.items()})
         )
         expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
-        longest.append(int(np.max(np.sum(token_inputs["padding_mask"], axis=1))))
+        masks.append(token_inputs["padding_mask"])
     answers = run_saved_model(path, requests)
     axes = token_axes(model, label_names)
+    longest = [int(np.max(np.sum(mask, axis=1))) for mask in masks]  # in tokens
     for index, length in enumerate(longest):
         expected[index], answers[index] = _first_positions(
             expected[index], answers[index], axes, length
