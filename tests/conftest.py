@@ -111,3 +111,13 @@ def fine_tuned_minilm(vocabulary_file, rotten_tomatoes):
     classifier.fit(x, y, batch_size=32, epochs=1, verbose=0)
     held_out_texts = [rotten_tomatoes[i][0] for i in held_out]
     return classifier, tokenizer, test_x, test_y, x, held_out_texts
+
+
+@pytest.fixture(scope="session")
+def minilm_reference_labels(fine_tuned_minilm):
+    """The Keras labels of `fine_tuned_minilm` on its 1,000 held-out sentences:
+    what quantized exports are compared with."""
+    from tfbert.export import model_outputs
+
+    classifier, _, test_x = fine_tuned_minilm[:3]
+    return model_outputs(classifier, test_x)["label"].numpy()

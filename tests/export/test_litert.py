@@ -20,15 +20,23 @@ def calibration(fine_tuned_minilm):
     return [{name: value[i : i + 1] for name, value in train_x.items()} for i in range(200)]
 
 
-def test_float32_litert_matches_keras(tmp_path, fine_tuned_minilm):
-    classifier, tokenizer, test_x = fine_tuned_minilm[:3]
-    path = litert(
+@pytest.fixture(scope="module")
+def float32_litert(tmp_path_factory, fine_tuned_minilm):
+    """The fine-tuned MiniLM as a float32 .tflite file with its sidecars."""
+    classifier, tokenizer = fine_tuned_minilm[:2]
+    return litert(
         classifier,
-        str(tmp_path / "model.tflite"),
+        str(tmp_path_factory.mktemp("float32") / "model.tflite"),
         sequence_length=LENGTH,
         tokenizer=tokenizer,
         label_names=["negative", "positive"],
     )
+
+
+def test_float32_litert_matches_keras(float32_litert, fine_tuned_minilm):
+    classifier, tokenizer, test_x = fine_tuned_minilm[:3]
+    path = float32_litert
+    folder = os.path.dirname(path)
     sample = {name: value[:40] for name, value in test_x.items()}
     got = run_litert(path, sample)
     expected = model_outputs(classifier, sample)
@@ -40,21 +48,21 @@ def test_float32_litert_matches_keras(tmp_path, fine_tuned_minilm):
     assert metadata["outputs"] == ["label", "logits", "probabilities"]
     assert metadata["label_names"] == ["negative", "positive"]
     assert metadata["label_file"] == "model.labels.txt"
-    assert (tmp_path / "model.labels.txt").read_text() == "negative\npositive\n"
-    vocabulary = open(tmp_path / metadata["vocabulary"]).read().split("\n")
+    with open(os.path.join(folder, "model.labels.txt")) as f:
+        assert f.read() == "negative\npositive\n"
+    with open(os.path.join(folder, metadata["vocabulary"])) as f:
+        vocabulary = f.read().split("\n")
     assert vocabulary[: len(tokenizer.vocabulary)] == list(tokenizer.vocabulary)
 
 
 def test_quantized_models_agree_with_float_on_1000_held_out_sentences(
-    tmp_path, fine_tuned_minilm, calibration
+    tmp_path, fine_tuned_minilm, calibration, float32_litert, minilm_reference_labels
 ):
     classifier, _, test_x, test_y, _, _ = fine_tuned_minilm
-    reference = model_outputs(classifier, test_x)["label"].numpy()
+    reference = minilm_reference_labels
     accuracy = float(np.mean(reference == test_y))
     assert accuracy > 0.70  # a trained model: agreement is not trivial
-    float_size = os.path.getsize(
-        litert(classifier, str(tmp_path / "float32.tflite"), sequence_length=LENGTH)
-    )
+    float_size = os.path.getsize(float32_litert)
     required = {"float16": 0.99, "dynamic_int8": 0.97, "int8": 0.97}
     largest = {"float16": 0.55, "dynamic_int8": 0.3, "int8": 0.4}
     for quantization in ("float16", "dynamic_int8", "int8"):
@@ -74,11 +82,11 @@ def test_quantized_models_agree_with_float_on_1000_held_out_sentences(
 
 
 def test_int8_with_every_dense_layer_in_int8_loses_labels(
-    tmp_path, fine_tuned_minilm, calibration
+    tmp_path, fine_tuned_minilm, calibration, minilm_reference_labels
 ):
     """Why "int8" keeps the feed-forward output projections float."""
     classifier, _, test_x, _, _, _ = fine_tuned_minilm
-    reference = model_outputs(classifier, test_x)["label"].numpy()
+    reference = minilm_reference_labels
     path = litert(
         classifier,
         str(tmp_path / "all_int8.tflite"),
@@ -129,7 +137,7 @@ def test_tokenizer_inside_litert_takes_raw_text(tmp_path, fine_tuned_minilm):
     np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=0.1)
 
 
-def test_bad_litert_requests_are_refused(tmp_path, fine_tuned_minilm):
+def test_bad_litert_requests_are_refused(tmp_path, fine_tuned_minilm, tiny):
     classifier = fine_tuned_minilm[0]
     with pytest.raises(ValueError, match="pass representative_data"):
         litert(classifier, str(tmp_path / "m.tflite"), quantization="int8")
@@ -146,10 +154,11 @@ def test_bad_litert_requests_are_refused(tmp_path, fine_tuned_minilm):
         )
     with pytest.raises(ValueError, match="include_tokenizer=True needs the tokenizer"):
         litert(classifier, str(tmp_path / "m.tflite"), include_tokenizer=True)
+    # Found in the calibrated model: bert_tiny has the same layer names and converts faster.
     one_example = [{name: value[:1] for name, value in fine_tuned_minilm[4].items()}]
     with pytest.raises(ValueError, match="'ffn_out', which is no dense layer.*'output_dense'"):
         litert(
-            classifier,
+            tiny.classifier,
             str(tmp_path / "m.tflite"),
             quantization="int8",
             representative_data=one_example,

@@ -38,10 +38,11 @@ NAMES = {"model/1": "SavedModel", "model.onnx": "ONNX file", "model.tflite": "Li
 @pytest.mark.parametrize("artifact", list(VERIFIERS))
 @pytest.mark.xdist_group("tiny_exports")
 def test_another_models_weights_fail_the_output_check(tiny_exports, tiny, flipped, artifact):
-    folder, _, sentences = tiny_exports
+    folder, reports, sentences = tiny_exports
     path = str(folder / artifact)
     verify = VERIFIERS[artifact]
-    report = verify(path, tiny, sentences)
+    # export_artifacts ran the same verifier against `tiny` on these sentences.
+    (report,) = [report for report in reports if report["artifact"] == path]
     assert report["max_abs_diff"] < 1e-4 and report["label_agreement"] == 1.0
 
     with pytest.raises(VerificationError) as error:
@@ -94,3 +95,24 @@ def test_reports_give_size_and_batch_1_latency_when_asked(tiny_exports, tiny):
     assert report["size"] == (folder / "model.onnx").stat().st_size
     assert report["batch1_ms"] > 0 and report["requests"] == 4
     assert verify_onnx(str(folder / "model.onnx"), tiny, sentences[:4])["batch1_ms"] is None
+
+
+@pytest.mark.xdist_group("tiny_exports")
+def test_a_saved_model_without_serve_token_ids_fails_the_signature_check(
+    tmp_path, tiny, tiny_exports
+):
+    from tfbert.export.saved_model import read_saved_model
+
+    folder, _, sentences = tiny_exports
+    path = tmp_path / "1"
+    shutil.copytree(folder / "model" / "1", path)
+    proto = read_saved_model(str(path))
+    del proto.meta_graphs[0].signature_def["serve_token_ids"]
+    (path / "saved_model.pb").write_bytes(proto.SerializeToString())
+    with pytest.raises(VerificationError) as error:
+        verify_saved_model(str(path), tiny, sentences)
+    assert str(error.value) == (
+        f"SavedModel {path} fails the signature check: it has no 'serve_token_ids' signature "
+        "(export it with tfbert.export.saved_model); it has ['__saved_model_init_op', "
+        "'serving_default']."
+    )

@@ -16,7 +16,7 @@ repository's `export/make_*_manifest.py` scripts rebuild them.
 import os
 from importlib import resources
 
-from tensorflow.core.protobuf import saved_model_pb2
+from tfbert.export.saved_model import read_saved_model, signature_names
 
 TARGETS = ("tf-serving", "litert", "onnx")
 MANIFESTS = {"tf-serving": "tf-serving-ops.txt", "litert": "litert-tftext-ops.txt"}
@@ -37,21 +37,11 @@ ONNX_PLUMBING = {
 }
 
 
-def _read_saved_model(path: str):
-    proto_path = os.path.join(path, "saved_model.pb")
-    if not os.path.isfile(proto_path):
-        raise ValueError(f"{path} is not a SavedModel folder (no saved_model.pb).")
-    proto = saved_model_pb2.SavedModel()
-    with open(proto_path, "rb") as f:
-        proto.ParseFromString(f.read())
-    return proto
-
-
 def saved_model_ops(path: str, signatures=None) -> set[str]:
     """Op types the SavedModel at `path` needs: every op of its graphs and
     functions (None, what loading it takes), or only those reachable from
     the named signatures (what serving them takes)."""
-    proto = _read_saved_model(path)
+    proto = read_saved_model(path)
     ops = set()
     for meta_graph in proto.meta_graphs:
         graph = meta_graph.graph_def
@@ -95,12 +85,6 @@ def _reachable_ops(path, meta_graph, functions, signatures) -> set[str]:
             ops.add(node.op)
             called += _called_functions(node)
     return ops
-
-
-def signature_names(path: str) -> list[str]:
-    return sorted(
-        {name for graph in _read_saved_model(path).meta_graphs for name in graph.signature_def}
-    )
 
 
 def _called_functions(node) -> list[str]:
@@ -175,7 +159,7 @@ def check_ops(artifact: str, target: str, signature: str | None = None, opset: i
         return {op: "tensorflow-text" for op in sorted(needed)}
 
     if target == "onnx":
-        signatures = [signature] if signature else signature_names(artifact)
+        signatures = [signature] if signature else sorted(signature_names(artifact))
         signatures = [name for name in signatures if not name.startswith("__")]
     else:
         signatures = [signature] if signature else None

@@ -230,6 +230,28 @@ def saved_model(
     return final
 
 
+def read_saved_model(path: str):
+    """The `SavedModel` proto in `path/saved_model.pb`, read without loading
+    the model (graphs, functions, signatures)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto_path = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(proto_path):
+        raise ValueError(f"{path} is not a SavedModel folder (no saved_model.pb).")
+    with open(proto_path, "rb") as f:
+        return saved_model_pb2.SavedModel.FromString(f.read())
+
+
+def signature_names(path: str) -> dict[str, dict[str, list[str]]]:
+    """`{signature: {"inputs": [names], "outputs": [names]}}` of the SavedModel
+    at `path`, from its proto (`read_saved_model`)."""
+    return {
+        key: {"inputs": sorted(signature.inputs), "outputs": sorted(signature.outputs)}
+        for graph in read_saved_model(path).meta_graphs
+        for key, signature in graph.signature_def.items()
+    }
+
+
 def bucketed_length(padding_mask, bucket: int, cap: int):
     """The token length a batch is trimmed to: one past its last real token
     in any row (`padding_mask`, (B, T), 1 on real tokens; for the

@@ -20,17 +20,29 @@ import numpy as np
 
 from tfbert.export.litert import interpreter, run_litert
 from tfbert.export.onnx import onnx_quantization, run_onnx
-from tfbert.export.saved_model import model_outputs, prepare, token_axes
+from tfbert.export.saved_model import model_outputs, prepare, signature_names, token_axes
 
 # Runs in a fresh interpreter that imports only TensorFlow and tensorflow-text,
-# as TF Serving would load the model: no tfbert, no Keras.
+# as TF Serving would load the model: no tfbert, no Keras. With "show" it
+# first runs `saved_model_cli show --all` in the same interpreter (one
+# TensorFlow import, which costs seconds, for both checks).
 _SAVED_MODEL_CHILD = """
-import json, sys
+import contextlib, io, json, sys
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
-path, requests_file, answers_file = sys.argv[1:4]
+path, requests_file, answers_file, show = sys.argv[1:5]
+if show:
+    from tensorflow.python.tools import saved_model_cli
+
+    sys.argv = ["saved_model_cli", "show", "--all", "--dir", path]
+    with contextlib.redirect_stdout(io.StringIO()):  # the listing itself is not needed
+        try:
+            saved_model_cli.main()
+        except SystemExit as stop:
+            if stop.code:
+                sys.exit(f"saved_model_cli show --all failed for {path}: exit {stop.code}")
 with open(requests_file) as f:
     requests = json.load(f)
 model = tf.saved_model.load(path)
@@ -62,12 +74,15 @@ def saved_model_cli_show(path: str) -> str:
     return done.stdout
 
 
-def run_saved_model(path: str, requests: list) -> list[dict]:
+def run_saved_model(path: str, requests: list, show_all: bool = False) -> list[dict]:
     """Calls signatures of the SavedModel at `path` in a fresh process that
     imports only tensorflow and tensorflow_text.
 
     Args:
         requests: list of (signature name, {input name: nested lists}).
+        show_all: bool, default False. First run `saved_model_cli show
+            --all` in that process (as `saved_model_cli_show` does in its
+            own); the call fails when it fails.
 
     Returns:
         One dict of NumPy outputs (strings left out) per request.
@@ -78,13 +93,9 @@ def run_saved_model(path: str, requests: list) -> list[dict]:
         with open(requests_file, "w", encoding="utf-8") as f:
             json.dump(requests, f)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        done = subprocess.run(
-            [sys.executable, "-c", _SAVED_MODEL_CHILD, path, requests_file, answers_file],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=env,
-        )
+        show = "show" if show_all else ""
+        child = [sys.executable, "-c", _SAVED_MODEL_CHILD, path, requests_file, answers_file, show]
+        done = subprocess.run(child, capture_output=True, text=True, timeout=600, env=env)
         if done.returncode != 0:
             raise RuntimeError(
                 f"Loading and calling {path} in a fresh process failed:\n{done.stderr[-3000:]}"
@@ -239,8 +250,9 @@ def verify_saved_model(
 ) -> dict:
     """Checks the SavedModel at `path` against `model`; returns a report.
 
-    `saved_model_cli show --all` must succeed; then a fresh process that
-    imports only tensorflow and tensorflow_text calls `serving_default` on
+    Both signatures must be there; a fresh process that imports only
+    tensorflow and tensorflow_text runs `saved_model_cli show --all`
+    (which must succeed), then calls `serving_default` on
     raw `texts` (paired with themselves reversed when it takes `text_pair`)
     at batch sizes 1 and len(texts), and
     `serve_token_ids` at two sequence `lengths`, and every float output
@@ -269,14 +281,14 @@ def verify_saved_model(
     artifact = f"SavedModel {path}"
     texts = [str(text) for text in texts]
     requests, expected = [], []
-    listing = saved_model_cli_show(path)
+    signatures = signature_names(path)
     for signature in ("serving_default", "serve_token_ids"):
-        if f"signature_def['{signature}']" not in listing:
+        if signature not in signatures:
             raise VerificationError(
                 f"{artifact} fails the signature check: it has no {signature!r} signature "
-                f"(export it with tfbert.export.saved_model):\n{listing[:2000]}"
+                f"(export it with tfbert.export.saved_model); it has {sorted(signatures)}."
             )
-    pairs = "['text_pair']" in listing
+    pairs = "text_pair" in signatures["serving_default"]["inputs"]
     masks = []  # the padding mask of each request
     for batch in ({"text": texts[:1]}, {"text": texts}):
         if pairs:  # second segments: the same texts in reverse order
@@ -292,7 +304,7 @@ def verify_saved_model(
         )
         expected.append(_numeric(model_outputs(model, token_inputs, label_names)))
         masks.append(token_inputs["padding_mask"])
-    answers = run_saved_model(path, requests)
+    answers = run_saved_model(path, requests, show_all=True)
     axes = token_axes(model, label_names)
     longest = [int(np.max(np.sum(mask, axis=1))) for mask in masks]  # in tokens
     for index, length in enumerate(longest):
