@@ -16,7 +16,6 @@ from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, saved_model
 from tfbert.export.verify import (
     VerificationError,
     run_saved_model,
-    saved_model_cli_show,
     verify_litert,
     verify_onnx,
     verify_saved_model,
@@ -41,7 +40,6 @@ __all__ = [
     "run_onnx",
     "run_saved_model",
     "saved_model",
-    "saved_model_cli_show",
     "saved_model_ops",
     "verify_litert",
     "verify_onnx",

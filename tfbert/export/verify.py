@@ -9,7 +9,6 @@ report = verify_litert("model.tflite", text_classifier, texts)
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -61,19 +60,6 @@ np.savez(answers_file, **answers)
 """
 
 
-def saved_model_cli_show(path: str) -> str:
-    """`saved_model_cli show --all` of `path`; raises when it fails."""
-    cli = shutil.which("saved_model_cli") or os.path.join(
-        os.path.dirname(sys.executable), "saved_model_cli"
-    )
-    done = subprocess.run(
-        [cli, "show", "--all", "--dir", path], capture_output=True, text=True, timeout=300
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"saved_model_cli show --all failed for {path}:\n{done.stderr[-2000:]}")
-    return done.stdout
-
-
 def run_saved_model(path: str, requests: list, show_all: bool = False) -> list[dict]:
     """Calls signatures of the SavedModel at `path` in a fresh process that
     imports only tensorflow and tensorflow_text.
@@ -81,8 +67,7 @@ def run_saved_model(path: str, requests: list, show_all: bool = False) -> list[d
     Args:
         requests: list of (signature name, {input name: nested lists}).
         show_all: bool, default False. First run `saved_model_cli show
-            --all` in that process (as `saved_model_cli_show` does in its
-            own); the call fails when it fails.
+            --all` in that process; the call fails when it fails.
 
     Returns:
         One dict of NumPy outputs (strings left out) per request.
