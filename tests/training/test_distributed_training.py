@@ -294,9 +294,15 @@ def test_two_killed_workers_resume_from_the_chiefs_backup(
         _start(config, tmp_path / f"worker{i}.npz", _cluster(ports, i), f"kill-at-step={kill_at}")
         for i in range(2)
     ]
+    killed = 0
     for worker in workers:
         output, _ = worker.communicate(timeout=300)
-        assert worker.returncode == -signal.SIGKILL, output[-3000:]
+        # A worker still waiting on step 7's all-reduce when its peer dies at
+        # step 8's start fails with the collective aborted instead: a crash too.
+        aborted = worker.returncode == 1 and "Collective ops is aborted" in output
+        assert worker.returncode == -signal.SIGKILL or aborted, output[-3000:]
+        killed += worker.returncode == -signal.SIGKILL
+    assert killed >= 1
     # Only the chief wrote the backup, which both workers restore.
     backup = json.loads((tmp_path / "run" / "backup" / "training_metadata.json").read_text())
     assert (backup["epoch"], backup["step"]) == (1, 2)
