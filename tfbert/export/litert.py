@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, prepare, signature_names
+from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, prepare, signature_io
 from tfbert.files import atomic_path
 from tfbert.text.bert_tokenizer import kept_lengths, pack_segments
 
@@ -219,7 +219,7 @@ def _convert(model, inputs, pack, quantization, representative_data, float_layer
             flatbuffer = _mixed_int8(converter, float_layers)
         else:
             flatbuffer = converter.convert()
-        output_names = signature_names(saved)["serving_default"]["outputs"]
+        output_names = signature_io(saved)["serving_default"]["outputs"]
     return flatbuffer, output_names
 
 

@@ -16,7 +16,7 @@ repository's `export/make_*_manifest.py` scripts rebuild them.
 import os
 from importlib import resources
 
-from tfbert.export.saved_model import read_saved_model, signature_names
+from tfbert.export.saved_model import read_saved_model, signature_io
 
 TARGETS = ("tf-serving", "litert", "onnx")
 MANIFESTS = {"tf-serving": "tf-serving-ops.txt", "litert": "litert-tftext-ops.txt"}
@@ -159,7 +159,7 @@ def check_ops(artifact: str, target: str, signature: str | None = None, opset: i
         return {op: "tensorflow-text" for op in sorted(needed)}
 
     if target == "onnx":
-        signatures = [signature] if signature else sorted(signature_names(artifact))
+        signatures = [signature] if signature else sorted(signature_io(artifact))
         signatures = [name for name in signatures if not name.startswith("__")]
     else:
         signatures = [signature] if signature else None

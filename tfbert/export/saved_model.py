@@ -242,7 +242,7 @@ def read_saved_model(path: str):
         return saved_model_pb2.SavedModel.FromString(f.read())
 
 
-def signature_names(path: str) -> dict[str, dict[str, list[str]]]:
+def signature_io(path: str) -> dict[str, dict[str, list[str]]]:
     """`{signature: {"inputs": [names], "outputs": [names]}}` of the SavedModel
     at `path`, from its proto (`read_saved_model`)."""
     return {

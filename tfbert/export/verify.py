@@ -19,7 +19,7 @@ import numpy as np
 
 from tfbert.export.litert import interpreter, run_litert
 from tfbert.export.onnx import onnx_quantization, run_onnx
-from tfbert.export.saved_model import model_outputs, prepare, signature_names, token_axes
+from tfbert.export.saved_model import model_outputs, prepare, signature_io, token_axes
 
 # Runs in a fresh interpreter that imports only TensorFlow and tensorflow-text,
 # as TF Serving would load the model: no tfbert, no Keras. With "show" it
@@ -266,7 +266,7 @@ def verify_saved_model(
     artifact = f"SavedModel {path}"
     texts = [str(text) for text in texts]
     requests, expected = [], []
-    signatures = signature_names(path)
+    signatures = signature_io(path)
     for signature in ("serving_default", "serve_token_ids"):
         if signature not in signatures:
             raise VerificationError(
