@@ -19,7 +19,7 @@ from keras.src.losses.loss import scale_loss_for_distribution
 
 from tfbert.models.bert.bert_backbone import BertBackbone
 from tfbert.models.bert.bert_classifier import BertClassifier
-from tfbert.models.bert.bert_task import sum_over_replicas
+from tfbert.models.distributed_trainer import sum_over_replicas
 
 SUPPORTED_MODELS = "a tfbert BertBackbone or BertClassifier"
 

@@ -8,6 +8,7 @@ from tfbert.layers.masks import compute_causal_mask, merge_attention_masks
 from tfbert.layers.multi_head_attention import MultiHeadAttention
 from tfbert.layers.position_embedding import PositionEmbedding
 from tfbert.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
+from tfbert.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from tfbert.layers.transformer_decoder_block import TransformerDecoderBlock
 from tfbert.layers.transformer_encoder_block import TransformerEncoderBlock
 
@@ -19,6 +20,7 @@ __all__ = [
     "MultiHeadAttention",
     "PositionEmbedding",
     "SinusoidalPositionEncoding",
+    "TokenAndPositionEmbedding",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "compute_causal_mask",

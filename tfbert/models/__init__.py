@@ -1,4 +1,4 @@
-"""Models: the BERT backbone, pretrainer, task models (classification, entities, QA)."""
+"""Models: BERT (backbone, pretrainer, task models), the seq2seq Transformer, the causal LM."""
 
 from tfbert.models.bert import (
     BERT_PRESETS,
@@ -11,9 +11,25 @@ from tfbert.models.bert import (
     TextClassifier,
 )
 from tfbert.models.distributed_trainer import DistributedTrainer, MultiWorkerTraining
+from tfbert.models.transformer import (
+    CAUSAL_LM_PRESETS,
+    TRANSFORMER_PRESETS,
+    BeamSampler,
+    CausalLanguageModel,
+    LabelSmoothedCrossEntropy,
+    TokenAccuracy,
+    Transformer,
+)
 
 __all__ = [
     "BERT_PRESETS",
+    "CAUSAL_LM_PRESETS",
+    "TRANSFORMER_PRESETS",
+    "BeamSampler",
+    "CausalLanguageModel",
+    "LabelSmoothedCrossEntropy",
+    "TokenAccuracy",
+    "Transformer",
     "IGNORE_LABEL",
     "BertBackbone",
     "BertClassifier",

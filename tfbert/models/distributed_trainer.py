@@ -158,6 +158,34 @@ class DistributedTrainer(MultiWorkerTraining, keras.Model):
             mask_kernels(self, pruning["layers"], pruning["params"])
             self.pruning = pruning
 
+    def compile_from_config(self, config):
+        """Restores compile() (optimizer state included) when a saved model loads.
+
+        Keras skips this for models with their own `compile` (every tfbert task
+        model has one, for its default loss and metrics).
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def pruning_config(self) -> dict:
         """`{"pruning": ...}` for `get_config` while the model is pruning-wrapped, else `{}`."""
         return {"pruning": self.pruning} if self.pruning else {}
+
+
+def sum_over_replicas(value):
+    """`value` summed over the replicas training in sync, and their count.
+
+    Losses normalised by a count that varies per replica (masked-LM
+    predictions, labelled tokens) divide by the global count so that the
+    replicas' gradients add up to the gradient of the global mean, as on one
+    device. Outside a replica context (one device, symbolic builds) this is
+    `(value, 1)`.
+    """
+    import tensorflow as tf  # replica contexts are tf.distribute, TensorFlow-only
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value, 1
+    return context.all_reduce("SUM", value), context.num_replicas_in_sync

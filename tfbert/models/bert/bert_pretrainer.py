@@ -26,8 +26,8 @@ from tfbert.models.bert.bert_task import (
     backbone_inputs,
     check_backbone,
     head_dense,
-    sum_over_replicas,
 )
+from tfbert.models.distributed_trainer import sum_over_replicas
 
 _BATCH_FORMAT = (
     "x={'token_ids', 'segment_ids', 'padding_mask', 'mask_positions'}, "

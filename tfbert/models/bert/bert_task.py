@@ -6,23 +6,6 @@ from tfbert.models.bert.bert_backbone import INPUT_NAMES, BertBackbone
 from tfbert.models.distributed_trainer import DistributedTrainer
 
 
-def sum_over_replicas(value):
-    """`value` summed over the replicas training in sync, and their count.
-
-    Losses normalised by a count that varies per replica (masked-LM
-    predictions, labelled tokens) divide by the global count so that the
-    replicas' gradients add up to the gradient of the global mean, as on one
-    device. Outside a replica context (one device, symbolic builds) this is
-    `(value, 1)`.
-    """
-    import tensorflow as tf  # replica contexts are tf.distribute, TensorFlow-only
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value, 1
-    return context.all_reduce("SUM", value), context.num_replicas_in_sync
-
-
 def check_backbone(backbone):
     if not isinstance(backbone, BertBackbone):
         raise ValueError(
@@ -75,13 +58,3 @@ class BackboneModel(DistributedTrainer):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
-
-    def compile_from_config(self, config):
-        """Restores compile() (optimizer state included) when a saved model loads.
-
-        Keras skips this for models with their own `compile`, as these have.
-        """
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)

@@ -1,0 +1,289 @@
+"""What the Transformer and the causal language model share: the decoder stack,
+its cached step, the default loss, and `generate`."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfbert.models.distributed_trainer import DistributedTrainer
+from tfbert.models.transformer.label_smoothed_cross_entropy import LabelSmoothedCrossEntropy
+from tfbert.models.transformer.samplers import get_sampler
+from tfbert.models.transformer.token_accuracy import TokenAccuracy
+
+# Shapes: B=batch, L=output buffer (max_length), S=source length, N=heads,
+# H=head size, V=vocabulary.
+
+
+def check_token_id(name: str, value, vocabulary_size: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocabulary_size:
+        raise ValueError(
+            f"`{name}` must be an integer id in [0, {vocabulary_size}); received {name}={value!r}."
+        )
+
+
+class GenerativeModel(DistributedTrainer):
+    """Base of `Transformer` and `CausalLanguageModel` (not used on its own).
+
+    A subclass sets `decoder_embedding` (a `TokenAndPositionEmbedding`),
+    `decoder_layers` (`TransformerDecoderBlock`s), `decoder_final_norm`
+    (a LayerNormalization for pre-LN stacks, else None), `output_dense`
+    (None when the output is tied to the embedding), the token ids
+    `pad_token_id`/`start_token_id`/`end_token_id`, `max_sequence_length`,
+    and implements `_prepare_generation`.
+    """
+
+    DEFAULT_LABEL_SMOOTHING = 0.0
+
+    def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
+        """Keras compile; "auto": label-smoothed cross-entropy and token accuracy, no padding."""
+        if loss == "auto":
+            loss = LabelSmoothedCrossEntropy(
+                self.DEFAULT_LABEL_SMOOTHING, ignore_token_id=self.pad_token_id
+            )
+        if metrics == "auto":
+            metrics = [TokenAccuracy(ignore_token_id=self.pad_token_id)]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    # === The decoder ===
+
+    def _logits(self, hidden):
+        if self.decoder_final_norm is not None:
+            hidden = self.decoder_final_norm(hidden)
+        if self.output_dense is None:
+            logits = self.decoder_embedding(hidden, reverse=True)
+        else:
+            logits = self.output_dense(hidden)
+        return ops.cast(logits, "float32")
+
+    def _decode(self, token_ids, padding_mask=None, context=None, training=None):
+        """(B, T) ids -> (B, T, V) logits, every position at once (training, uncached decoding).
+
+        `context` is {} for a decoder-only model, else {"encoder_output" (B, S, D),
+        "encoder_padding_mask" (B, S)}.
+        """
+        context = context or {}
+        x = self.decoder_embedding(token_ids, training=training)
+        for block in self.decoder_layers:
+            x = block(
+                x,
+                context.get("encoder_output"),
+                decoder_padding_mask=padding_mask,
+                encoder_padding_mask=context.get("encoder_padding_mask"),
+                training=training,
+            )
+        return self._logits(x)
+
+    def _decode_step(self, token_ids, index, cache):
+        """(B, T) ids at positions index..index+T-1 -> (B, T, V) logits and the updated cache."""
+        x = self.decoder_embedding(token_ids, start_index=index)
+        self_caches = []
+        for i, block in enumerate(self.decoder_layers):
+            cross = {}
+            if "cross" in cache:
+                cross = {
+                    "cross_attention_cache": cache["cross"][i],
+                    "encoder_padding_mask": cache["encoder_padding_mask"],
+                }
+            x, layer_cache, *_ = block(
+                x,
+                self_attention_cache=cache["self"][i],
+                self_attention_cache_index=index,
+                **cross,
+            )
+            self_caches.append(layer_cache)
+        return self._logits(x), {**cache, "self": tuple(self_caches)}
+
+    def _empty_self_cache(self, batch_size, max_length):
+        """One zero (B, 2, L, N, H) key/value cache per decoder block."""
+        return tuple(
+            ops.zeros(
+                (
+                    batch_size,
+                    2,
+                    max_length,
+                    block.self_attention.num_heads,
+                    block.self_attention.key_dim,
+                ),
+                dtype=self.decoder_embedding.compute_dtype,
+            )
+            for block in self.decoder_layers
+        )
+
+    # === Generation ===
+
+    def _prepare_generation(self, inputs, max_length):
+        """Returns (prompt (B, L), mask (B, L), index, context, prefill).
+
+        `context` holds what the decoder attends to besides itself (the
+        encoder output and its padding mask, or nothing); `prefill` is False
+        when the prompt is just the start token, so there is nothing to cache
+        before the first step.
+        """
+        raise NotImplementedError
+
+    def _prompt_buffer(self, token_ids, padding_mask, max_length):
+        """Right-pads (B, P) prompts to the (B, L) buffer the samplers fill, and its mask."""
+        token_ids = ops.cast(token_ids, "int32")
+        padding_mask = ops.cast(padding_mask, "bool")
+        extra = max_length - ops.shape(token_ids)[1]
+        batch_size = ops.shape(token_ids)[0]
+        prompt = ops.concatenate(
+            [
+                ops.where(padding_mask, token_ids, self.pad_token_id),
+                ops.full((batch_size, extra), self.pad_token_id, "int32"),
+            ],
+            axis=1,
+        )
+        mask = ops.concatenate([padding_mask, ops.zeros((batch_size, extra), "bool")], axis=1)
+        return prompt, mask
+
+    def generate_tokens(self, inputs, max_length: int, sampler, use_cache: bool = True):
+        """The traceable loop behind `generate` (keras.ops only): (B, L) int32 ids.
+
+        `sampler` is a sampler object (see `get_sampler`). Use this inside your
+        own `tf.function` or SavedModel signature; `generate` wraps it for
+        eager use.
+        """
+        prompt, mask, index, context, prefill = self._prepare_generation(inputs, max_length)
+        batch_size = ops.shape(prompt)[0]
+
+        if use_cache:
+            cache = {"self": self._empty_self_cache(batch_size, max_length)}
+            if "encoder_output" in context:
+                # Cross-attention keys/values: projected once, reused every step.
+                cache["cross"] = tuple(
+                    block.compute_cross_attention_cache(context["encoder_output"])
+                    for block in self.decoder_layers
+                )
+                cache["encoder_padding_mask"] = context["encoder_padding_mask"]
+            if prefill:
+                # Keys/values of every prompt position (the pad positions are
+                # overwritten before any query can see them).
+                _, cache = self._decode_step(prompt, 0, cache)
+
+            def next(prompt, cache, index):
+                token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+                logits, cache = self._decode_step(token, index - 1, cache)
+                return logits[:, 0, :], None, cache
+
+        else:
+            cache = dict(context)
+
+            def next(prompt, cache, index):
+                # The whole buffer again; causality hides positions >= index.
+                logits = self._decode(prompt, context=cache)
+                return ops.take(logits, index - 1, axis=1), None, cache
+
+        tokens = sampler(
+            next,
+            prompt,
+            cache=cache,
+            index=index,
+            mask=mask,
+            stop_token_ids=[self.end_token_id],
+            model=self,
+        )
+        tokens = ops.cast(tokens, "int32")
+        # Generated positions after the first end token become padding.
+        generated = ops.logical_not(mask)
+        ends = ops.cast(ops.logical_and(generated, ops.equal(tokens, self.end_token_id)), "int32")
+        after_end = ops.logical_and(generated, (ops.cumsum(ends, axis=1) - ends) > 0)
+        return ops.where(after_end, self.pad_token_id, tokens)
+
+    def _check_max_length(self, max_length):
+        if max_length is None:
+            return self.max_sequence_length
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+            raise ValueError(
+                f"`max_length` must be an integer >= 2 (the start token and at least one "
+                f"generated token); received max_length={max_length!r}."
+            )
+        if max_length > self.max_sequence_length:
+            raise ValueError(
+                f"`max_length`={max_length} exceeds the model's position table "
+                f"(max_sequence_length={self.max_sequence_length}); use max_length <= "
+                f"{self.max_sequence_length} or build the model with a larger "
+                "max_sequence_length."
+            )
+        return max_length
+
+    def generate(
+        self,
+        inputs,
+        max_length: int | None = None,
+        sampler="greedy",
+        use_cache: bool = True,
+        num_beams: int = 4,
+        seed: int | None = None,
+        jit_compile: bool = True,
+    ) -> np.ndarray:
+        """Decodes token ids; returns a (B, max_length) int32 NumPy array.
+
+        Each row starts with the prompt (the start token for a `Transformer`
+        without a decoder prompt), then the generated ids up to and
+        including the first `end_token_id`, then `pad_token_id`.
+
+        Args:
+            inputs: see the subclass (`Transformer.generate`,
+                `CausalLanguageModel.generate`).
+            max_length: int, default None (= max_sequence_length). Length of
+                the returned rows, prompt included.
+            sampler: "greedy" (default), "beam", "top_k", "top_p", or a sampler
+                object (`BeamSampler(num_beams, length_penalty)`, any
+                `keras_hub.samplers.Sampler`).
+            use_cache: bool, default True. Cache each block's keys and values,
+                so each new token costs one decoder step; False re-runs the
+                decoder over the whole buffer every step (the same tokens,
+                slower).
+            num_beams: int, default 4. For `sampler="beam"`.
+            seed: int, default None. Seeds "top_k"/"top_p": each call with the
+                same seed draws the same tokens. (A sampler object keeps its own
+                random state.)
+            jit_compile: bool, default True. Compile the loop with XLA.
+        """
+        import tensorflow as tf  # the eager entry point compiles a tf.function
+
+        max_length = self._check_max_length(max_length)
+        key = (
+            sampler if isinstance(sampler, str) else id(sampler),
+            max_length,
+            use_cache,
+            num_beams if sampler == "beam" else None,
+            seed,
+            jit_compile,
+        )
+        functions = self.__dict__.setdefault("_generate_functions", {})
+        if key not in functions:
+            sampler_object = get_sampler(sampler, num_beams=num_beams, seed=seed)
+
+            def generate_step(inputs):
+                return self.generate_tokens(inputs, max_length, sampler_object, use_cache)
+
+            # A seeded sampler restarts from its seed on every call, so the same
+            # seed gives the same tokens.
+            seed_state = [np.array(v.numpy()) for v in getattr(sampler_object, "variables", ())]
+            functions[key] = (
+                tf.function(generate_step, jit_compile=jit_compile, reduce_retracing=True),
+                sampler_object,
+                seed_state,
+            )
+        function, sampler_object, seed_state = functions[key]
+        if seed is not None and isinstance(sampler, str):
+            for variable, value in zip(sampler_object.variables, seed_state, strict=True):
+                variable.assign(value)
+        inputs = self._standardize_generation_inputs(inputs, max_length)
+        return np.asarray(function(inputs))
+
+    def _standardize_generation_inputs(self, inputs, max_length) -> dict:
+        raise NotImplementedError
+
+
+def as_int_array(name: str, value) -> np.ndarray:
+    """A (B, T) int32 NumPy array from `value`, or a ValueError naming `name`."""
+    array = np.asarray(keras.ops.convert_to_numpy(value))
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
+        raise ValueError(
+            f"`{name}` must be a (batch, length) integer array; received shape "
+            f"{array.shape} and dtype {array.dtype}."
+        )
+    return array.astype("int32")
