@@ -6,11 +6,10 @@ from keras import ops
 
 from tfbert.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from tfbert.layers.transformer_decoder_block import TransformerDecoderBlock
-from tfbert.layers.utils import check_hidden_dim
 from tfbert.models.transformer.generative_model import (
     GenerativeModel,
     as_int_array,
-    check_token_id,
+    check_sizes,
 )
 from tfbert.models.transformer.transformer_presets import CAUSAL_LM_PRESETS, preset_kwargs
 
@@ -54,6 +53,24 @@ class CausalLanguageModel(GenerativeModel):
         model.generate(prompt_ids, max_length=64, sampler="top_p", seed=0)
     """
 
+    CONFIG_ARGS = (
+        "vocabulary_size",
+        "num_layers",
+        "num_heads",
+        "hidden_dim",
+        "intermediate_dim",
+        "dropout",
+        "max_sequence_length",
+        "tie_output",
+        "normalize_first",
+        "position_encoding",
+        "activation",
+        "layer_norm_epsilon",
+        "pad_token_id",
+        "start_token_id",
+        "end_token_id",
+    )
+
     def __init__(
         self,
         vocabulary_size: int,
@@ -74,17 +91,16 @@ class CausalLanguageModel(GenerativeModel):
         dtype=None,
         **kwargs,
     ):
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(
-                f"`num_layers` must be a positive integer; received num_layers={num_layers!r}."
-            )
-        check_hidden_dim(hidden_dim, num_heads)
-        for name, value in (
-            ("pad_token_id", pad_token_id),
-            ("start_token_id", start_token_id),
-            ("end_token_id", end_token_id),
-        ):
-            check_token_id(name, value, vocabulary_size)
+        config = dict(locals())  # the constructor arguments
+        check_sizes(
+            num_layers,
+            hidden_dim,
+            num_heads,
+            vocabulary_size,
+            pad_token_id=pad_token_id,
+            start_token_id=start_token_id,
+            end_token_id=end_token_id,
+        )
 
         # === Layers ===
         self.decoder_embedding = TokenAndPositionEmbedding(
@@ -132,21 +148,8 @@ class CausalLanguageModel(GenerativeModel):
             self.dtype_policy = dtype
 
         # === Config ===
-        self.vocabulary_size = vocabulary_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-        self.max_sequence_length = max_sequence_length
-        self.tie_output = tie_output
-        self.normalize_first = normalize_first
-        self.position_encoding = position_encoding
-        self.activation = activation
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.pad_token_id = pad_token_id
-        self.start_token_id = start_token_id
-        self.end_token_id = end_token_id
+        for arg in self.CONFIG_ARGS:
+            setattr(self, arg, config[arg])
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "CausalLanguageModel":
@@ -190,30 +193,3 @@ class CausalLanguageModel(GenerativeModel):
         prompt, mask = self._prompt_buffer(inputs["token_ids"], inputs["padding_mask"], max_length)
         index = ops.min(ops.sum(ops.cast(mask, "int32"), axis=1))
         return prompt, mask, index, {}, True
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "max_sequence_length": self.max_sequence_length,
-            "tie_output": self.tie_output,
-            "normalize_first": self.normalize_first,
-            "position_encoding": self.position_encoding,
-            "activation": self.activation,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "pad_token_id": self.pad_token_id,
-            "start_token_id": self.start_token_id,
-            "end_token_id": self.end_token_id,
-            **self.pruning_config(),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfbert.layers.utils import check_hidden_dim
 from tfbert.models.distributed_trainer import DistributedTrainer
 from tfbert.models.transformer.label_smoothed_cross_entropy import LabelSmoothedCrossEntropy
 from tfbert.models.transformer.samplers import get_sampler
@@ -14,11 +15,24 @@ from tfbert.models.transformer.token_accuracy import TokenAccuracy
 # H=head size, V=vocabulary.
 
 
-def check_token_id(name: str, value, vocabulary_size: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocabulary_size:
+def check_sizes(num_layers, hidden_dim, num_heads, vocabulary_size: int, **token_ids) -> None:
+    """Refuses a non-positive `num_layers`, heads that do not divide `hidden_dim`,
+    and special token ids outside the vocabulary, by name."""
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(
-            f"`{name}` must be an integer id in [0, {vocabulary_size}); received {name}={value!r}."
+            f"`num_layers` must be a positive integer; received num_layers={num_layers!r}."
         )
+    check_hidden_dim(hidden_dim, num_heads)
+    for name, value in token_ids.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            valid = False
+        else:
+            valid = 0 <= value < vocabulary_size
+        if not valid:
+            raise ValueError(
+                f"`{name}` must be an integer id in [0, {vocabulary_size}); received "
+                f"{name}={value!r}."
+            )
 
 
 class GenerativeModel(DistributedTrainer):
@@ -33,6 +47,21 @@ class GenerativeModel(DistributedTrainer):
     """
 
     DEFAULT_LABEL_SMOOTHING = 0.0
+    # Constructor arguments, stored as attributes of the same names: the config.
+    CONFIG_ARGS: tuple = ()
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **{arg: getattr(self, arg) for arg in self.CONFIG_ARGS},
+            **self.pruning_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """Keras compile; "auto": label-smoothed cross-entropy and token accuracy, no padding."""

@@ -7,11 +7,10 @@ from keras import ops
 from tfbert.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from tfbert.layers.transformer_decoder_block import TransformerDecoderBlock
 from tfbert.layers.transformer_encoder_block import TransformerEncoderBlock
-from tfbert.layers.utils import check_hidden_dim
 from tfbert.models.transformer.generative_model import (
     GenerativeModel,
     as_int_array,
-    check_token_id,
+    check_sizes,
 )
 from tfbert.models.transformer.transformer_presets import TRANSFORMER_PRESETS, preset_kwargs
 
@@ -93,6 +92,24 @@ class Transformer(GenerativeModel):
     """
 
     DEFAULT_LABEL_SMOOTHING = 0.1
+    CONFIG_ARGS = (
+        "vocabulary_size",
+        "num_layers",
+        "num_heads",
+        "hidden_dim",
+        "intermediate_dim",
+        "dropout",
+        "max_sequence_length",
+        "share_embeddings",
+        "tie_output",
+        "normalize_first",
+        "position_encoding",
+        "activation",
+        "layer_norm_epsilon",
+        "pad_token_id",
+        "start_token_id",
+        "end_token_id",
+    )
 
     def __init__(
         self,
@@ -115,18 +132,17 @@ class Transformer(GenerativeModel):
         dtype=None,
         **kwargs,
     ):
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(
-                f"`num_layers` must be a positive integer; received num_layers={num_layers!r}."
-            )
-        check_hidden_dim(hidden_dim, num_heads)
+        config = dict(locals())  # the constructor arguments
         source_size, target_size = _vocabulary_sizes(vocabulary_size, share_embeddings)
-        for name, value in (
-            ("pad_token_id", pad_token_id),
-            ("start_token_id", start_token_id),
-            ("end_token_id", end_token_id),
-        ):
-            check_token_id(name, value, min(source_size, target_size))
+        check_sizes(
+            num_layers,
+            hidden_dim,
+            num_heads,
+            min(source_size, target_size),
+            pad_token_id=pad_token_id,
+            start_token_id=start_token_id,
+            end_token_id=end_token_id,
+        )
 
         # === Layers ===
         def embedding(size, name):
@@ -193,24 +209,10 @@ class Transformer(GenerativeModel):
             self.dtype_policy = dtype
 
         # === Config ===
-        self.vocabulary_size = (
-            list(vocabulary_size) if isinstance(vocabulary_size, tuple) else vocabulary_size
-        )
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-        self.max_sequence_length = max_sequence_length
-        self.share_embeddings = share_embeddings
-        self.tie_output = tie_output
-        self.normalize_first = normalize_first
-        self.position_encoding = position_encoding
-        self.activation = activation
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.pad_token_id = pad_token_id
-        self.start_token_id = start_token_id
-        self.end_token_id = end_token_id
+        for arg in self.CONFIG_ARGS:
+            setattr(self, arg, config[arg])
+        if isinstance(vocabulary_size, tuple):  # as the config reads back from JSON
+            self.vocabulary_size = list(vocabulary_size)
 
     def encode(self, token_ids, padding_mask, training=None):
         """(B, S) source ids and padding mask -> (B, S, hidden_dim) encoder output."""
@@ -302,31 +304,3 @@ class Transformer(GenerativeModel):
         start = ops.full((batch_size, 1), self.start_token_id, "int32")
         prompt, mask = self._prompt_buffer(start, ops.ones_like(start), max_length)
         return prompt, mask, 1, context, False
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "max_sequence_length": self.max_sequence_length,
-            "share_embeddings": self.share_embeddings,
-            "tie_output": self.tie_output,
-            "normalize_first": self.normalize_first,
-            "position_encoding": self.position_encoding,
-            "activation": self.activation,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "pad_token_id": self.pad_token_id,
-            "start_token_id": self.start_token_id,
-            "end_token_id": self.end_token_id,
-            **self.pruning_config(),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
