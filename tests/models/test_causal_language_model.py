@@ -97,8 +97,14 @@ def test_generated_text_reads_as_words(imdb_model):
 
 def test_bad_prompts_are_refused_by_name():
     model = CausalLanguageModel(50, 1, 2, 16, 32, max_sequence_length=8)
-    with pytest.raises(ValueError, match="Prompts must have 1 to max_length - 1 = 7"):
+    with pytest.raises(
+        ValueError, match=r"1 to max_length - 1 = 7 tokens per row: rows \[0, 1\] are empty"
+    ):
         model.generate(np.zeros((2, 3), "int32"), max_length=8)
+    with pytest.raises(ValueError, match=r"rows \[1\] are not right-padded"):
+        model.generate(np.array([[2, 9, 0], [0, 2, 9]], "int32"), max_length=8)
+    with pytest.raises(ValueError, match="it is 8 columns wide, max_length=8"):
+        model.generate(np.full((2, 8), 2, "int32"), max_length=8)
     with pytest.raises(ValueError, match="max_sequence_length=8"):
         model.generate(np.full((2, 3), 2, "int32"), max_length=9)
     with pytest.raises(ValueError, match="token_ids"):

@@ -238,6 +238,12 @@ def test_bad_constructor_arguments_are_refused_by_name():
         small_transformer(vocabulary_size=(24, 30))
     with pytest.raises(ValueError, match="end_token_id"):
         small_transformer(end_token_id=24)
+    # Start and end ids are target ids: a larger target vocabulary allows them.
+    small_transformer(vocabulary_size=(24, 40), share_embeddings=False, end_token_id=30)
+    with pytest.raises(ValueError, match="pad_token_id"):
+        small_transformer(vocabulary_size=(24, 40), share_embeddings=False, pad_token_id=30)
+    with pytest.raises(ValueError, match="reduction='sum' is not supported"):
+        LabelSmoothedCrossEntropy(reduction="sum")
     with pytest.raises(ValueError, match="position_encoding"):
         small_transformer(position_encoding="rotary")
     with pytest.raises(ValueError, match="Unknown preset"):

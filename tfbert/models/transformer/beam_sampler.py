@@ -19,12 +19,17 @@ class BeamSampler:
     `num_beams` best candidates per example by log P / lp(length), with lp
     the GNMT length penalty (alpha 0.6 in Vaswani et al., 2017). A hypothesis
     that emits an end token is finished: it keeps its slot and its score
-    while it stays among the best, and the search stops as soon as every
-    slot of every example holds a finished hypothesis (or at the buffer's
-    end). With `num_beams=1` this is greedy decoding token for token.
+    while it stays among the best (so finished hypotheses compete with live
+    ones for the K slots), the best finished one is also remembered when
+    live beams push it out, and the search stops as soon as every slot of
+    every example holds a finished hypothesis (or at the buffer's end). The
+    result is the best-scoring finished hypothesis, or a cut-off one that
+    scores better. With `num_beams=1` this is greedy decoding token for token.
 
-    keras-hub's `BeamSampler` ranks by log P alone and never stops early;
-    this one is called the same way (`sampler(next, prompt, cache, index,
+    keras-hub's `BeamSampler` ranks by log P alone (no length penalty),
+    keeps extending and rescoring beams that have ended, and scores forced
+    prompt tokens with the model's probabilities; this one is called the
+    same way (`sampler(next, prompt, cache, index,
     mask, stop_token_ids)`), so `generate` treats both kinds alike, and is
     built from `keras.ops` only, so the loop runs under `tf.function`, XLA
     and inside a SavedModel. The cache may be any nested structure of
@@ -93,18 +98,18 @@ class BeamSampler:
                 return ops.zeros_like(tokens, "bool")
             return ops.any(ops.equal(tokens[:, None], stop[None, :]), axis=-1)
 
-        def cond(prompt, cache, index, log_probs, lengths, finished):
+        def normalized(log_probs, lengths):  # (B*K,) -> (B, K) length-normalised scores
+            return ops.reshape(
+                log_probs / length_penalty(lengths, self.length_penalty), (-1, beams)
+            )
+
+        def cond(prompt, cache, index, log_probs, lengths, finished, best_score, best):
             if not stop_token_ids:
                 return ops.convert_to_tensor(True)
             return ops.logical_not(ops.all(finished))
 
-        def body(prompt, cache, index, log_probs, lengths, finished):
+        def body(prompt, cache, index, log_probs, lengths, finished, best_score, best):
             logits, _, cache = next(prompt, cache, index)
-            vocabulary_size = logits.shape[-1]
-            if vocabulary_size is not None and vocabulary_size < beams:
-                raise ValueError(
-                    f"`num_beams`={beams} exceeds the vocabulary size {vocabulary_size}."
-                )
             step_log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (B*K, V)
             forced = mask[:, index]
             # A forced (prompt) or finished beam has one candidate: the prompt
@@ -125,12 +130,12 @@ class BeamSampler:
             )
             # (B, K*V) -> the K best candidates of each example.
             flat_scores = ops.reshape(scores, (batch_size, -1))
-            _, best = ops.top_k(flat_scores, beams)
+            _, chosen = ops.top_k(flat_scores, beams)
             width = ops.shape(logits)[-1]
             parents = ops.reshape(
-                ops.arange(batch_size, dtype="int32")[:, None] * beams + best // width, (-1,)
+                ops.arange(batch_size, dtype="int32")[:, None] * beams + chosen // width, (-1,)
             )
-            tokens = ops.reshape(best % width, (-1,))
+            tokens = ops.reshape(chosen % width, (-1,))
             log_probs = ops.take(ops.reshape(candidate_log_probs, (-1,)), parents * width + tokens)
             lengths = ops.take(candidate_lengths, parents)
             sampled = ops.logical_not(ops.take(forced, parents))
@@ -139,17 +144,34 @@ class BeamSampler:
             prompt = ops.take(prompt, parents, axis=0)
             prompt = ops.slice_update(prompt, [0, index], ops.cast(tokens, prompt.dtype)[:, None])
             cache = tree.map_structure(lambda x: ops.take(x, parents, axis=0), cache)
-            return prompt, cache, index + 1, log_probs, lengths, finished
+            # The best finished hypothesis so far, kept even after live beams
+            # push it out of the K slots.
+            finished_scores = ops.where(
+                ops.reshape(finished, (-1, beams)), normalized(log_probs, lengths), float("-inf")
+            )
+            top_score = ops.max(finished_scores, axis=-1)  # (B,)
+            top_rows = ops.arange(batch_size, dtype="int32") * beams + ops.cast(
+                ops.argmax(finished_scores, axis=-1), "int32"
+            )
+            improved = top_score > best_score
+            best = ops.where(improved[:, None], ops.take(prompt, top_rows, axis=0), best)
+            best_score = ops.maximum(best_score, top_score)
+            return prompt, cache, index + 1, log_probs, lengths, finished, best_score, best
 
         index = ops.cast(index, "int32")
-        prompt, _, _, log_probs, lengths, _ = ops.while_loop(
+        best_score = ops.full((batch_size,), float("-inf"), "float32")
+        best = ops.take(prompt, ops.arange(batch_size, dtype="int32") * beams, axis=0)
+        prompt, _, _, log_probs, lengths, _, best_score, best = ops.while_loop(
             cond,
             body,
-            (prompt, cache, index, log_probs, lengths, finished),
+            (prompt, cache, index, log_probs, lengths, finished, best_score, best),
             maximum_iterations=ops.cast(max_length, "int32") - index,
         )
-        scores = ops.reshape(log_probs / length_penalty(lengths, self.length_penalty), (-1, beams))
+        # The best of the final slots (finished or cut off at the buffer's end)
+        # unless a finished hypothesis seen earlier scores at least as well.
+        scores = normalized(log_probs, lengths)
         rows = ops.arange(batch_size, dtype="int32") * beams + ops.cast(
             ops.argmax(scores, axis=-1), "int32"
         )
-        return ops.take(prompt, rows, axis=0)
+        keep_best = best_score >= ops.max(scores, axis=-1)
+        return ops.where(keep_best[:, None], best, ops.take(prompt, rows, axis=0))

@@ -9,6 +9,7 @@ from tfbert.layers.transformer_decoder_block import TransformerDecoderBlock
 from tfbert.models.transformer.generative_model import (
     GenerativeModel,
     as_int_array,
+    check_prompt,
     check_sizes,
 )
 from tfbert.models.transformer.transformer_presets import CAUSAL_LM_PRESETS, preset_kwargs
@@ -181,12 +182,7 @@ class CausalLanguageModel(GenerativeModel):
         mask = as_int_array(
             "padding_mask", inputs.get("padding_mask", prompt != self.pad_token_id)
         )
-        if prompt.shape[1] >= max_length or not mask[:, 0].all():
-            raise ValueError(
-                f"Prompts must have 1 to max_length - 1 = {max_length - 1} tokens per row "
-                f"(start each with start_token_id={self.start_token_id}); received token_ids "
-                f"of shape {prompt.shape} with {int((mask.sum(axis=1) == 0).sum())} empty rows."
-            )
+        check_prompt("token_ids", mask, max_length)
         return {"token_ids": prompt, "padding_mask": mask}
 
     def _prepare_generation(self, inputs, max_length):

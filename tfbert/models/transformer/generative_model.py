@@ -35,6 +35,31 @@ def check_sizes(num_layers, hidden_dim, num_heads, vocabulary_size: int, **token
             )
 
 
+# Compiled decoding loops kept per model (one per sampler, length and flags).
+_COMPILED_LOOPS = 16
+
+
+def check_prompt(name: str, mask: np.ndarray, max_length: int) -> None:
+    """Prompts must be right-padded, 1 to max_length - 1 tokens per row."""
+    lengths = mask.sum(axis=1)
+    contiguous = np.all(mask == (np.arange(mask.shape[1])[None, :] < lengths[:, None]), axis=1)
+    problems = []
+    if np.any(lengths == 0):
+        problems.append(f"rows {np.flatnonzero(lengths == 0).tolist()[:5]} are empty")
+    if not np.all(contiguous):
+        problems.append(
+            f"rows {np.flatnonzero(~contiguous).tolist()[:5]} are not right-padded "
+            "(every token first, then padding)"
+        )
+    if mask.shape[1] >= max_length:
+        problems.append(f"it is {mask.shape[1]} columns wide, max_length={max_length}")
+    if problems:
+        raise ValueError(
+            f"`{name}` must hold right-padded prompts of 1 to max_length - 1 = "
+            f"{max_length - 1} tokens per row: {'; '.join(problems)}."
+        )
+
+
 class GenerativeModel(DistributedTrainer):
     """Base of `Transformer` and `CausalLanguageModel` (not used on its own).
 
@@ -258,8 +283,11 @@ class GenerativeModel(DistributedTrainer):
             max_length: int, default None (= max_sequence_length). Length of
                 the returned rows, prompt included.
             sampler: "greedy" (default), "beam", "top_k", "top_p", or a sampler
-                object (`BeamSampler(num_beams, length_penalty)`, any
-                `keras_hub.samplers.Sampler`).
+                object: `BeamSampler(num_beams, length_penalty)`, or keras-hub's
+                Greedy/TopK/TopP/Random samplers (or its `BeamSampler` without
+                `return_all_beams`; `ContrastiveSampler` needs hidden states
+                these models do not return). Each new object compiles its own
+                loop: reuse one object across calls.
             use_cache: bool, default True. Cache each block's keys and values,
                 so each new token costs one decoder step; False re-runs the
                 decoder over the whole buffer every step (the same tokens,
@@ -283,6 +311,8 @@ class GenerativeModel(DistributedTrainer):
         )
         functions = self.__dict__.setdefault("_generate_functions", {})
         if key not in functions:
+            if len(functions) >= _COMPILED_LOOPS:  # each sampler object compiles its own loop
+                functions.pop(next(iter(functions)))
             sampler_object = get_sampler(sampler, num_beams=num_beams, seed=seed)
 
             def generate_step(inputs):

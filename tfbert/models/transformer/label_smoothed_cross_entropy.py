@@ -47,6 +47,13 @@ class LabelSmoothedCrossEntropy(keras.losses.Loss):
             raise ValueError(
                 f"`label_smoothing` must be in [0, 1); received label_smoothing={label_smoothing}."
             )
+        reduction = kwargs.pop("reduction", "sum_over_batch_size")
+        if reduction != "sum_over_batch_size":
+            raise ValueError(
+                "LabelSmoothedCrossEntropy always averages over the real (non-padding) "
+                f"tokens; reduction={reduction!r} is not supported. Use `call(y_true, "
+                "y_pred)` for the per-token losses."
+            )
         super().__init__(name=name, **kwargs)
         self.label_smoothing = label_smoothing
         self.ignore_token_id = ignore_token_id

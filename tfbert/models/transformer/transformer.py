@@ -10,6 +10,7 @@ from tfbert.layers.transformer_encoder_block import TransformerEncoderBlock
 from tfbert.models.transformer.generative_model import (
     GenerativeModel,
     as_int_array,
+    check_prompt,
     check_sizes,
 )
 from tfbert.models.transformer.transformer_presets import TRANSFORMER_PRESETS, preset_kwargs
@@ -140,6 +141,13 @@ class Transformer(GenerativeModel):
             num_heads,
             min(source_size, target_size),
             pad_token_id=pad_token_id,
+        )
+        # Start and end tokens belong to the target side only.
+        check_sizes(
+            num_layers,
+            hidden_dim,
+            num_heads,
+            target_size,
             start_token_id=start_token_id,
             end_token_id=end_token_id,
         )
@@ -280,11 +288,7 @@ class Transformer(GenerativeModel):
                 "decoder_padding_mask",
                 inputs.get("decoder_padding_mask", prompt != self.pad_token_id),
             )
-            if prompt.shape[1] >= max_length or not mask[:, 0].all():
-                raise ValueError(
-                    "`decoder_token_ids` must be a prompt of 1 to max_length - 1 = "
-                    f"{max_length - 1} tokens per row; received shape {prompt.shape}."
-                )
+            check_prompt("decoder_token_ids", mask, max_length)
             standard.update(decoder_token_ids=prompt, decoder_padding_mask=mask)
         return standard
 
