@@ -86,7 +86,7 @@ def test_cached_and_uncached_decoding_give_the_same_tokens(imdb_model, sampler):
 
 
 @pytest.mark.large
-def test_generated_text_reads_as_words(imdb_model):
+def test_generated_text_continues_the_prompt(imdb_model):
     model, tokenizer, _, (held_out, _) = imdb_model
     prompts = np.array(held_out["token_ids"][:4, :4])
     texts = tokenizer.detokenize(model.generate(prompts, max_length=LENGTH, sampler="beam"))

@@ -11,6 +11,7 @@ from tfbert.models.transformer.generative_model import (
     as_int_array,
     check_prompt,
     check_sizes,
+    check_token_ids,
 )
 from tfbert.models.transformer.transformer_presets import CAUSAL_LM_PRESETS, preset_kwargs
 
@@ -93,10 +94,8 @@ class CausalLanguageModel(GenerativeModel):
         **kwargs,
     ):
         config = dict(locals())  # the constructor arguments
-        check_sizes(
-            num_layers,
-            hidden_dim,
-            num_heads,
+        check_sizes(num_layers, hidden_dim, num_heads)
+        check_token_ids(
             vocabulary_size,
             pad_token_id=pad_token_id,
             start_token_id=start_token_id,

@@ -15,20 +15,20 @@ from tfbert.models.transformer.token_accuracy import TokenAccuracy
 # H=head size, V=vocabulary.
 
 
-def check_sizes(num_layers, hidden_dim, num_heads, vocabulary_size: int, **token_ids) -> None:
-    """Refuses a non-positive `num_layers`, heads that do not divide `hidden_dim`,
-    and special token ids outside the vocabulary, by name."""
+def check_sizes(num_layers, hidden_dim, num_heads) -> None:
+    """Refuses a non-positive `num_layers` and heads that do not divide `hidden_dim`."""
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(
             f"`num_layers` must be a positive integer; received num_layers={num_layers!r}."
         )
     check_hidden_dim(hidden_dim, num_heads)
+
+
+def check_token_ids(vocabulary_size: int, **token_ids) -> None:
+    """Refuses special token ids (by keyword) outside [0, vocabulary_size), by name."""
     for name, value in token_ids.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            valid = False
-        else:
-            valid = 0 <= value < vocabulary_size
-        if not valid:
+        valid = isinstance(value, int) and not isinstance(value, bool)
+        if not valid or not 0 <= value < vocabulary_size:
             raise ValueError(
                 f"`{name}` must be an integer id in [0, {vocabulary_size}); received "
                 f"{name}={value!r}."

@@ -12,6 +12,7 @@ from tfbert.models.transformer.generative_model import (
     as_int_array,
     check_prompt,
     check_sizes,
+    check_token_ids,
 )
 from tfbert.models.transformer.transformer_presets import TRANSFORMER_PRESETS, preset_kwargs
 
@@ -135,22 +136,10 @@ class Transformer(GenerativeModel):
     ):
         config = dict(locals())  # the constructor arguments
         source_size, target_size = _vocabulary_sizes(vocabulary_size, share_embeddings)
-        check_sizes(
-            num_layers,
-            hidden_dim,
-            num_heads,
-            min(source_size, target_size),
-            pad_token_id=pad_token_id,
-        )
+        check_sizes(num_layers, hidden_dim, num_heads)
+        check_token_ids(min(source_size, target_size), pad_token_id=pad_token_id)
         # Start and end tokens belong to the target side only.
-        check_sizes(
-            num_layers,
-            hidden_dim,
-            num_heads,
-            target_size,
-            start_token_id=start_token_id,
-            end_token_id=end_token_id,
-        )
+        check_token_ids(target_size, start_token_id=start_token_id, end_token_id=end_token_id)
 
         # === Layers ===
         def embedding(size, name):
