@@ -121,3 +121,24 @@ def minilm_reference_labels(fine_tuned_minilm):
 
     classifier, _, test_x = fine_tuned_minilm[:3]
     return model_outputs(classifier, test_x)["label"].numpy()
+
+
+@pytest.fixture(scope="session")
+def german_english():
+    """The Ding dictionary's (German, English) sentence pairs: (train, test).
+
+    They come from Debian's `trans-de-en`; without it the test is skipped,
+    except under CI (CI=true), where the package is always installed and a
+    skip would hide a broken install."""
+    from tfbert.text import german_english_pairs
+    from tfbert.text.corpora import DING_DICTIONARY_FILE
+
+    if not os.path.isfile(DING_DICTIONARY_FILE):
+        message = (
+            f"needs Debian's 'trans-de-en' package ({DING_DICTIONARY_FILE}): "
+            "apt-get install trans-de-en"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Under CI the German-English pairs must be installed: {message}")
+        pytest.skip(message)
+    return german_english_pairs("train"), german_english_pairs("test")

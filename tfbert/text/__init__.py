@@ -2,14 +2,18 @@
 
 from tfbert.text.bert_tokenizer import BertTokenizer, load_vocabulary, pack_segments
 from tfbert.text.corpora import (
+    bbc_headlines,
     bbc_news,
     chinese_reviews,
     chinese_vocabulary_file,
+    german_english_pairs,
     minilm_checkpoint_dir,
     minilm_vocabulary_file,
     movie_reviews,
     wnut_ner,
 )
+from tfbert.text.detokenizer import restore_spacing
+from tfbert.text.generation_scores import corpus_bleu, rouge_l
 from tfbert.text.labeled_texts import read_labeled_texts
 from tfbert.text.masking import MaskedLMMasker
 from tfbert.text.pretraining_dataset import (
@@ -25,6 +29,7 @@ from tfbert.text.question_answering import (
     squad_scores,
 )
 from tfbert.text.sentences import clean_text, split_sentences, write_pretraining_text
+from tfbert.text.seq2seq_dataset import seq2seq_dataset, seq2seq_tokenizer
 from tfbert.text.vocabulary import build_vocabulary, count_words
 from tfbert.text.word_labels import (
     IGNORE_LABEL,
@@ -45,7 +50,14 @@ __all__ = [
     "entity_spans",
     "word_predictions",
     "BertTokenizer",
+    "bbc_headlines",
     "bbc_news",
+    "corpus_bleu",
+    "german_english_pairs",
+    "restore_spacing",
+    "rouge_l",
+    "seq2seq_dataset",
+    "seq2seq_tokenizer",
     "MaskedLMMasker",
     "build_vocabulary",
     "read_labeled_texts",

