@@ -4,6 +4,8 @@ path = saved_model(text_classifier, "exports/sentiment")   # exports/sentiment/1
 # serving_default: {"text": ["a gem"]} -> logits, probabilities, label, label_name
 #   (the model runs at the request's longest text rounded up to 16 tokens)
 # serve_token_ids: {"token_ids", "segment_ids", "padding_mask"} -> the same
+path = saved_model(translator, "exports/de-en")
+# serving_default: {"text": ["Ich habe keine Ahnung."]} -> output_text, token_ids
 """
 
 import os
@@ -12,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from tfbert.files import atomic_path
-from tfbert.models import BertClassifier, BertQuestionAnswerer, TextClassifier
+from tfbert.models import BertClassifier, BertQuestionAnswerer, TextClassifier, Translator
 from tfbert.models.bert.vocabulary_check import check_vocabulary, model_vocabulary_size
 
 TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
@@ -25,6 +27,50 @@ def _versions(export_dir: str) -> list[int]:
     if not os.path.isdir(export_dir):
         return []
     return sorted(int(name) for name in os.listdir(export_dir) if name.isdigit())
+
+
+def _new_version_path(export_dir: str, version: int | None) -> str:
+    """`export_dir/<version>`, the next free version when None; refuses one that exists."""
+    if version is None:
+        version = (_versions(export_dir) or [0])[-1] + 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"`version` must be a non-negative integer; received {version!r}.")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(
+            f"{final} already exists; TF Serving versions are immutable. Export to a "
+            "new version (leave version=None for the next free number)."
+        )
+    return final
+
+
+def _translator_saved_model(translator: Translator, final: str) -> str:
+    """A `Translator` as a SavedModel: `serving_default` takes {"text": (B,)
+    strings} and returns {"output_text": (B,) strings, "token_ids": (B, L)
+    int32}, with tokenization, the decoding loop and detokenization in the
+    graph (no XLA: TF Serving's stock CPU build does not compile it)."""
+    if computes_in_low_precision(translator.model):
+        translator = Translator(
+            translator.tokenizer,
+            float32_copy(translator.model),
+            translator.max_source_length,
+            translator.max_length,
+            translator.sampler,
+        )
+    archive = keras.export.ExportArchive()
+    archive.track(translator.tokenizer)
+
+    def serve_text(inputs):
+        return translator.serve(inputs["text"])
+
+    archive.add_endpoint(
+        "serving_default",
+        serve_text,
+        input_signature=[{"text": tf.TensorSpec((None,), tf.string, name="text")}],
+    )
+    with atomic_path(final, overwrite=False) as staging:
+        archive.write_out(staging, verbose=False)
+    return final
 
 
 def prepare(model, tokenizer=None, label_names=None):
@@ -140,7 +186,10 @@ def saved_model(
 
     Args:
         model: `BertBackbone`, `BertClassifier`, `TextClassifier` (its
-            tokenizer and label names are used), or another backbone model.
+            tokenizer and label names are used), another backbone model, or
+            a `Translator` (strings in, strings out; see
+            `_translator_saved_model`; the other arguments but `version` do
+            not apply).
         export_dir: str. The model's folder in TF Serving's model base path.
         tokenizer: `BertTokenizer` or None.
         version: int or None. Default: one more than the highest existing
@@ -164,17 +213,10 @@ def saved_model(
             "text of each request rounded up to a multiple of it) or None (always at the "
             f"tokenizer's sequence_length); received length_bucket={length_bucket!r}."
         )
+    if isinstance(model, Translator):
+        return _translator_saved_model(model, _new_version_path(export_dir, version))
     model, tokenizer, label_names = prepare(model, tokenizer, label_names)
-    if version is None:
-        version = (_versions(export_dir) or [0])[-1] + 1
-    if not isinstance(version, int) or version < 0:
-        raise ValueError(f"`version` must be a non-negative integer; received {version!r}.")
-    final = os.path.join(export_dir, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(
-            f"{final} already exists; TF Serving versions are immutable. Export to a "
-            "new version (leave version=None for the next free number)."
-        )
+    final = _new_version_path(export_dir, version)
     label_names = [str(name) for name in label_names] if label_names else None
 
     # The model is not `track()`ed: the endpoints capture its variables, which

@@ -19,6 +19,7 @@ from tfbert.models.transformer import (
     LabelSmoothedCrossEntropy,
     TokenAccuracy,
     Transformer,
+    Translator,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "LabelSmoothedCrossEntropy",
     "TokenAccuracy",
     "Transformer",
+    "Translator",
     "IGNORE_LABEL",
     "BertBackbone",
     "BertClassifier",

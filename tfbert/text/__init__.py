@@ -14,7 +14,7 @@ from tfbert.text.corpora import (
 )
 from tfbert.text.detokenizer import restore_spacing
 from tfbert.text.generation_scores import corpus_bleu, rouge_l
-from tfbert.text.labeled_texts import read_labeled_texts
+from tfbert.text.labeled_texts import read_labeled_texts, read_text_pairs
 from tfbert.text.masking import MaskedLMMasker
 from tfbert.text.pretraining_dataset import (
     pretraining_dataset,
@@ -61,6 +61,7 @@ __all__ = [
     "MaskedLMMasker",
     "build_vocabulary",
     "read_labeled_texts",
+    "read_text_pairs",
     "chinese_reviews",
     "chinese_vocabulary_file",
     "count_words",

@@ -7,6 +7,7 @@ from tfbert.models.transformer.samplers import SAMPLER_NAMES, get_sampler
 from tfbert.models.transformer.token_accuracy import TokenAccuracy
 from tfbert.models.transformer.transformer import Transformer
 from tfbert.models.transformer.transformer_presets import CAUSAL_LM_PRESETS, TRANSFORMER_PRESETS
+from tfbert.models.transformer.translator import Translator
 
 __all__ = [
     "CAUSAL_LM_PRESETS",
@@ -17,5 +18,6 @@ __all__ = [
     "LabelSmoothedCrossEntropy",
     "TokenAccuracy",
     "Transformer",
+    "Translator",
     "get_sampler",
 ]
