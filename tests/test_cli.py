@@ -177,3 +177,53 @@ def test_pretrain_command_reads_a_config_file_and_flags_override_it(
     config.write_text(json.dumps({**settings, "epoch": 3}))
     with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['epoch'\]"):
         main(["pretrain", "--config", str(config)])
+
+
+def _write_pairs(path, pairs):
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["source", "target"])
+        writer.writerows(pairs)
+
+
+def test_translate_trains_scores_exports_and_translates(tmp_path, capsys, german_english):
+    train, test = german_english
+    _write_pairs(tmp_path / "train.tsv", train[:400])
+    _write_pairs(tmp_path / "held_out.tsv", test[:20])
+    arguments = (
+        f"translate train --train {tmp_path / 'train.tsv'} --validation "
+        f"{tmp_path / 'held_out.tsv'} --output-dir {tmp_path / 'runs'} --epochs 1 "
+        "--vocabulary-size 800 --max-length 24 --max-source-length 24 --tokens-per-batch 1024 "
+        "--precision float32 --verbose 0 --sampler greedy --export"
+    )
+    assert main(arguments.split()) == 0
+    printed = capsys.readouterr().out
+    (run,) = os.listdir(tmp_path / "runs")
+    run_dir = tmp_path / "runs" / run
+    assert {"model.keras", "tokenizer", "translator.json", "scores.json", "saved_model"} <= set(
+        os.listdir(run_dir)
+    )
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert re.search(rf"model\s+{scores['bleu']:.2f}\s+{scores['rouge_l']:.4f}", printed)
+    assert "copy source" in printed and "ops checked for TF Serving" in printed
+    assert os.path.isdir(run_dir / "saved_model" / "1")
+
+    assert main(["translate", "text", str(run_dir), "Ich habe keine Ahnung.", ""]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0] and lines[1] == ""
+    arguments = f"translate evaluate {run_dir} --validation {tmp_path / 'held_out.tsv'}"
+    assert main(arguments.split()) == 0
+    assert f"{scores['bleu']:8.2f}" in capsys.readouterr().out  # the same model, same score
+
+
+def test_translate_names_bad_files_and_folders(tmp_path):
+    (tmp_path / "pairs.csv").write_text("source,translation\nHallo.,Hello.\n", encoding="utf-8")
+    (tmp_path / "empty.tsv").write_text("source\ttarget\nHallo.\t\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs.csv line 1: the header .* has no 'target'"):
+        main(f"translate train --train {tmp_path / 'pairs.csv'} --validation x.csv".split())
+    with pytest.raises(ValueError, match=r"empty.tsv line 2, column 'target': the target is"):
+        main(f"translate evaluate {tmp_path} --validation {tmp_path / 'empty.tsv'}".split())
+    with pytest.raises(SystemExit, match="holds no translator.json"):
+        main(["translate", "text", str(tmp_path), "Hallo."])
+    with pytest.raises(SystemExit, match="--train needs --validation"):
+        main(f"translate train --train {tmp_path / 'pairs.csv'}".split())

@@ -428,12 +428,13 @@ def _seq2seq_pairs(args):
     """(train pairs, held-out pairs, default source length, default output length)."""
     from tfbert import text
 
-    if args.train:
+    if args.train or args.validation:
         if not args.validation:
-            raise SystemExit(
-                "tfbert translate train: --train needs --validation (held-out pairs)."
-            )
-        return text.read_text_pairs(args.train), text.read_text_pairs(args.validation), 64, 64
+            raise SystemExit("tfbert translate: --train needs --validation (held-out pairs).")
+        if args.action == "train" and not args.train:
+            raise SystemExit("tfbert translate train: --validation needs --train.")
+        train = text.read_text_pairs(args.train) if args.train else []
+        return train, text.read_text_pairs(args.validation), 64, 64
     loader, source_length, output_length = _SEQ2SEQ_DATA[args.data]
     load = getattr(text, loader)
     return load("train"), load("test"), source_length, output_length
@@ -481,11 +482,12 @@ def _print_scores(translator, held_out, limit: int) -> dict:
 def translate_command(args) -> int:
     if args.action == "train":
         return _translate_train(args)
+    if args.action == "evaluate":  # a bad file fails before the model loads
+        _, held_out, _, _ = _seq2seq_pairs(args)
     translator = _load_translator(
         args.run_dir, sampler=args.sampler, num_beams=args.num_beams, max_length=args.max_length
     )
     if args.action == "evaluate":
-        _, held_out, _, _ = _seq2seq_pairs(args)
         _print_scores(translator, held_out, args.examples)
         return 0
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]

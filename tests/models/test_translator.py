@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfbert.export import check_ops, run_saved_model, saved_model
+from tfbert.export import check_ops, run_litert, run_saved_model, saved_model, translator_litert
 from tfbert.export.saved_model import float32_copy
 from tfbert.models import Transformer, Translator
 from tfbert.text import (
@@ -97,6 +97,23 @@ def test_saved_model_serves_strings_in_and_strings_out(translator, tmp_path):
     assert any("While" in op for op in needed), needed  # the decoding loop
     with pytest.raises(FileExistsError, match="already exists"):
         saved_model(translator, str(tmp_path / "de-en"), version=1)
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "beam"])
+def test_litert_runs_the_whole_decoding_loop_with_builtin_ops(translator, tmp_path, sampler):
+    translator, held_out = translator
+    searcher = Translator(translator.tokenizer, translator.model, sampler=sampler)
+    path = translator_litert(searcher, str(tmp_path / f"{sampler}.tflite"), MAX_LENGTH)
+    assert check_ops(path, "litert") == {}  # no custom or TensorFlow ops to link
+    inputs, _, _ = searcher.encode([de for de, _ in held_out[:6]])
+    padding = MAX_LENGTH - inputs["encoder_token_ids"].shape[1]
+    inputs = {
+        name: np.pad(value.numpy(), [(0, 0), (0, padding)]) for name, value in inputs.items()
+    }
+    expected = searcher.model.generate(inputs, MAX_LENGTH, sampler=searcher.sampler)
+    np.testing.assert_array_equal(run_litert(path, inputs)["token_ids"], expected)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        translator_litert(searcher, path, MAX_LENGTH)
 
 
 def test_long_sources_are_cut_with_a_warning(translator):

@@ -9,7 +9,7 @@ from tfbert.export.compression_report import (
     render_compression_table,
 )
 from tfbert.export.litert import interpreter as litert_interpreter
-from tfbert.export.litert import litert, run_litert
+from tfbert.export.litert import litert, run_litert, translator_litert
 from tfbert.export.onnx import onnx, onnx_quantization, run_onnx
 from tfbert.export.op_check import check_ops, saved_model_ops
 from tfbert.export.saved_model import TOKEN_INPUTS, model_outputs, saved_model
@@ -41,6 +41,7 @@ __all__ = [
     "run_saved_model",
     "saved_model",
     "saved_model_ops",
+    "translator_litert",
     "verify_litert",
     "verify_onnx",
     "verify_saved_model",

@@ -403,3 +403,63 @@ def run_litert(path: str, inputs) -> dict:
         for name, value in runner(**feed).items():
             results.setdefault(name, []).append(value[0])
     return {name: np.stack(values) for name, values in results.items()}
+
+
+def translator_litert(translator, path: str, source_length: int = 32, overwrite: bool = False):
+    """A `Translator`'s whole decoding loop as a `.tflite` file; returns `path`.
+
+    Input: `encoder_token_ids` and `encoder_padding_mask`, int32 (1,
+    source_length): the source's word pieces then `[SEP]`, zero-padded
+    (`Translator.encode` shapes them; on a phone, the tokenizer of the
+    model's `vocab.txt`). Output: `token_ids` (1, max_length) int32, the
+    start token, the output pieces, `[SEP]`, then padding, equal to
+    `Translator.model.generate` with the translator's sampler (tested for
+    greedy and beam search). The encoder, the key/value-cached decoder steps
+    and the search are one `WHILE` loop of LiteRT builtin ops: no custom or
+    TensorFlow ops to link. The app detokenizes (join pieces, drop "##").
+
+    Args:
+        translator: a `tfbert.models.Translator`.
+        path: str ending in ".tflite"; kept unless `overwrite`.
+        source_length: int, default 32. The fixed source length, at most
+            the translator's `max_source_length`.
+    """
+    from tfbert.export.saved_model import float32_copy
+
+    if not path.endswith(".tflite"):
+        raise ValueError(f"`path` must end in '.tflite'; received {path!r}.")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    if not isinstance(source_length, int) or not 2 <= source_length <= (
+        translator.max_source_length
+    ):
+        raise ValueError(
+            "`source_length` must be an integer in [2, max_source_length="
+            f"{translator.max_source_length}]; received {source_length!r}."
+        )
+    model = float32_copy(translator.model)
+    names = ("encoder_token_ids", "encoder_padding_mask")
+    signature = {name: tf.TensorSpec((1, source_length), tf.int32, name=name) for name in names}
+
+    def serve(inputs):
+        ids = model.generate_tokens(inputs, translator.max_length, translator.sampler)
+        return {"token_ids": ids}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=[signature])
+    with tempfile.TemporaryDirectory(prefix="tfbert-litert-") as saved:
+        archive.write_out(saved, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        try:
+            flatbuffer = converter.convert()
+        except Exception as error:  # the converter raises its own ConverterError
+            raise ValueError(
+                f"The decoding loop with sampler {type(translator.sampler).__name__} does "
+                "not convert to LiteRT builtin ops: use sampler='greedy' or 'beam'. "
+                f"Converter: {str(error)[-500:]}"
+            ) from error
+    with atomic_path(path, overwrite=overwrite) as staging:
+        with open(staging, "wb") as f:
+            f.write(flatbuffer)
+    return path

@@ -7,6 +7,16 @@ from keras import ops, tree
 _ABSENT_BEAM = -1e9
 
 
+def top_index(scores):
+    """Index of the largest score on the last axis (the first on a tie), int32.
+
+    `ops.top_k` rather than `ops.argmax`: Keras' argmax on TensorFlow adds a
+    `BitwiseAnd` (its negative-zero check) that LiteRT has no builtin for, and
+    which would keep a decoding loop from converting to LiteRT.
+    """
+    return ops.cast(ops.top_k(scores, 1)[1][..., 0], "int32")
+
+
 def length_penalty(lengths, alpha: float):
     """Wu et al. (2016): lp(Y) = ((5 + |Y|) / 6) ** alpha; scores are log P(Y) / lp(Y)."""
     return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
@@ -150,9 +160,7 @@ class BeamSampler:
                 ops.reshape(finished, (-1, beams)), normalized(log_probs, lengths), float("-inf")
             )
             top_score = ops.max(finished_scores, axis=-1)  # (B,)
-            top_rows = ops.arange(batch_size, dtype="int32") * beams + ops.cast(
-                ops.argmax(finished_scores, axis=-1), "int32"
-            )
+            top_rows = ops.arange(batch_size, dtype="int32") * beams + top_index(finished_scores)
             improved = top_score > best_score
             best = ops.where(improved[:, None], ops.take(prompt, top_rows, axis=0), best)
             best_score = ops.maximum(best_score, top_score)
@@ -170,8 +178,6 @@ class BeamSampler:
         # The best of the final slots (finished or cut off at the buffer's end)
         # unless a finished hypothesis seen earlier scores at least as well.
         scores = normalized(log_probs, lengths)
-        rows = ops.arange(batch_size, dtype="int32") * beams + ops.cast(
-            ops.argmax(scores, axis=-1), "int32"
-        )
+        rows = ops.arange(batch_size, dtype="int32") * beams + top_index(scores)
         keep_best = best_score >= ops.max(scores, axis=-1)
         return ops.where(keep_best[:, None], best, ops.take(prompt, rows, axis=0))

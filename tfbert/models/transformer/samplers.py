@@ -1,15 +1,28 @@
 """Samplers by name: keras-hub's where they fit, tfbert's beam search where they lack."""
 
-from tfbert.models.transformer.beam_sampler import BeamSampler
+from tfbert.models.transformer.beam_sampler import BeamSampler, top_index
 
 SAMPLER_NAMES = ("greedy", "beam", "top_k", "top_p")
+
+
+def greedy_sampler():
+    """keras-hub's `GreedySampler` picking with `top_index`, so that the
+    decoding loop converts to LiteRT with builtin ops only."""
+    from keras_hub import samplers  # imported on first use: it loads tensorflow_text
+
+    class GreedySampler(samplers.GreedySampler):
+        def get_next_token(self, probabilities):
+            return top_index(probabilities)
+
+    return GreedySampler()
 
 
 def get_sampler(sampler, num_beams: int = 4, seed: int | None = None):
     """The sampler object for `sampler`, a name in `SAMPLER_NAMES` or a sampler object.
 
     "greedy", "top_k" (k=5) and "top_p" (p=0.9) are keras-hub's
-    `GreedySampler`, `TopKSampler` and `TopPSampler` (seeded with `seed`);
+    `GreedySampler` (see `greedy_sampler`), `TopKSampler` and `TopPSampler`
+    (seeded with `seed`);
     "beam" is `BeamSampler(num_beams)`, tfbert's beam search with the
     length penalty. Any object called like a keras-hub sampler passes
     through, e.g. `keras_hub.samplers.TopKSampler(k=40, temperature=0.7)`.
@@ -32,7 +45,7 @@ def get_sampler(sampler, num_beams: int = 4, seed: int | None = None):
     from keras_hub import samplers  # imported on first use: it loads tensorflow_text
 
     if sampler == "greedy":
-        return samplers.GreedySampler()
+        return greedy_sampler()
     if sampler == "top_k":
         return samplers.TopKSampler(k=5, seed=seed)
     return samplers.TopPSampler(p=0.9, seed=seed)
