@@ -252,3 +252,47 @@ def run_model_test(
                 f"{weight.path} did not change after a training step"
             )
     return expected
+
+
+# The end of a script comparing training on one device with MirroredStrategy:
+# the script defines `strategy`, `build()` (a compiled model, seeded) and
+# `run(model)` (its fit history and evaluation), and may set `extra` (a dict).
+MIRRORED_COMPARISON = """
+reference = build()
+initial = reference.get_weights()
+one_device = run(reference)
+with strategy.scope():
+    mirrored = build()
+mirrored.set_weights(initial)
+two_replicas = run(mirrored)
+difference = max(float(np.max(np.abs(a - b)))
+                 for a, b in zip(reference.get_weights(), mirrored.get_weights(), strict=True))
+moved = max(float(np.max(np.abs(a - b)))
+            for a, b in zip(initial, reference.get_weights(), strict=True))
+print("RESULT " + json.dumps({
+    "replicas": mirrored.distribute_strategy.num_replicas_in_sync,
+    "difference": difference, "moved": moved,
+    "one_device": one_device, "two_replicas": two_replicas,
+    **globals().get("extra", {}),
+}))
+"""
+
+
+def run_mirrored_comparison(script: str, *args: str) -> dict:
+    """Runs `script` + `MIRRORED_COMPARISON` in a fresh Python process (the
+    CPU must be split before TensorFlow starts); returns its RESULT dict."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(
+        [sys.executable, "-c", script + MIRRORED_COMPARISON, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(line[len("RESULT ") :])

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.test_case import run_mirrored_comparison
 from tfbert.compression.attention_distillation import AttentionDistillation
 from tfbert.compression.augmentation import in_domain_sentences, teacher_labeled_dataset
 from tfbert.compression.bert_distiller import BertDistiller
@@ -225,34 +226,12 @@ def run(distiller):
     evaluation = distiller.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
     return history, evaluation
 
-reference = build()
-initial = reference.get_weights()
-one_device = run(reference)
-with strategy.scope():
-    mirrored = build()
-mirrored.set_weights(initial)
-two_replicas = run(mirrored)
-difference = max(float(np.max(np.abs(a - b)))
-                 for a, b in zip(reference.get_weights(), mirrored.get_weights(), strict=True))
-moved = max(float(np.max(np.abs(a - b)))
-            for a, b in zip(initial, reference.get_weights(), strict=True))
-print("RESULT " + json.dumps({
-    "replicas": mirrored.distribute_strategy.num_replicas_in_sync,
-    "tokens": x["padding_mask"].sum(1).reshape(4, 4).sum(1).tolist(),
-    "difference": difference, "moved": moved,
-    "one_device": one_device, "two_replicas": two_replicas,
-}))
+extra = {"tokens": x["padding_mask"].sum(1).reshape(4, 4).sum(1).tolist()}
 """
 
 
 def test_mirrored_strategy_on_two_cpus_distills_like_one_device():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run(
-        [sys.executable, "-c", _MIRRORED], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    result = json.loads(line[len("RESULT ") :])
+    result = run_mirrored_comparison(_MIRRORED)
     assert result["replicas"] == 2
     # The replicas' halves of each batch hold different numbers of real
     # tokens, so the token means must use the global count to agree.

@@ -1,12 +1,10 @@
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from tests.test_case import run_mirrored_comparison
 from tfbert.export import check_ops, run_litert, run_saved_model, saved_model, translator_litert
 from tfbert.export.saved_model import float32_copy
 from tfbert.models import Transformer, Translator
@@ -171,22 +169,6 @@ def run(model):
     evaluation = model.evaluate(inputs, labels, batch_size=8, verbose=0, return_dict=True)
     return history.history, evaluation
 
-reference = build()
-initial = reference.get_weights()
-one_device = run(reference)
-with strategy.scope():
-    mirrored = build()
-mirrored.set_weights(initial)
-two_replicas = run(mirrored)
-difference = max(float(np.max(np.abs(a - b)))
-                 for a, b in zip(reference.get_weights(), mirrored.get_weights(), strict=True))
-moved = max(float(np.max(np.abs(a - b)))
-            for a, b in zip(initial, reference.get_weights(), strict=True))
-print("RESULT " + json.dumps({
-    "replicas": mirrored.distribute_strategy.num_replicas_in_sync,
-    "difference": difference, "moved": moved,
-    "one_device": one_device, "two_replicas": two_replicas,
-}))
 """
 
 
@@ -207,17 +189,7 @@ def test_mirrored_strategy_trains_the_transformer_like_one_device(
         vocabulary_size=tokenizer.vocabulary_size,
         **{name: value.numpy() for name, value in inputs.items()},
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run(
-        [sys.executable, "-c", _MIRRORED, data],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    result = json.loads(line[len("RESULT ") :])
+    result = run_mirrored_comparison(_MIRRORED, data)
     assert result["replicas"] == 2
     assert result["moved"] > 1e-3  # training changed the weights ...
     assert result["difference"] < 1e-5, result  # ... identically on 1 and 2 replicas

@@ -182,6 +182,21 @@ def _vocabulary_text(path: str, tokenizer) -> str | None:
     return text
 
 
+@contextlib.contextmanager
+def _converter(model, serve, signature):
+    """(LiteRT converter, SavedModel folder) for `serve(inputs)` on `model`'s weights.
+
+    Through a SavedModel, as Keras' own LiteRT export does: the converter
+    then sees the model's variables as constants to fold in.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=[signature])
+    with tempfile.TemporaryDirectory(prefix="tfbert-litert-") as saved:
+        archive.write_out(saved, verbose=False)
+        yield tf.lite.TFLiteConverter.from_saved_model(saved), saved
+
+
 def _convert(model, inputs, pack, quantization, representative_data, float_layers):
     """(flatbuffer, sorted output names) of `model` behind the `inputs`
     signature (metadata form); `pack` turns string inputs into token ids."""
@@ -196,14 +211,7 @@ def _convert(model, inputs, pack, quantization, representative_data, float_layer
         outputs = model_outputs(model, features)
         return {name: value for name, value in outputs.items() if value.dtype != tf.string}
 
-    # Through a SavedModel, as Keras' own LiteRT export does: the converter
-    # then sees the model's variables as constants to fold in.
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=[signature])
-    with tempfile.TemporaryDirectory(prefix="tfbert-litert-") as saved:
-        archive.write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+    with _converter(model, serve, signature) as (converter, saved):
         converter.allow_custom_ops = pack is not None
         if quantization is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -445,12 +453,7 @@ def translator_litert(translator, path: str, source_length: int = 32, overwrite:
         ids = model.generate_tokens(inputs, translator.max_length, translator.sampler)
         return {"token_ids": ids}
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=[signature])
-    with tempfile.TemporaryDirectory(prefix="tfbert-litert-") as saved:
-        archive.write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+    with _converter(model, serve, signature) as (converter, _):
         try:
             flatbuffer = converter.convert()
         except Exception as error:  # the converter raises its own ConverterError
