@@ -6,6 +6,7 @@ import pytest
 
 from tests.test_case import run_model_test
 from tfbert.models import BeamSampler, LabelSmoothedCrossEntropy, Transformer
+from tfbert.models.transformer.generative_model import _matrix_shape, loop_invariant_kernels
 from tfbert.training import WarmupInverseSqrtDecay
 
 # The module's trained model is built once per xdist worker.
@@ -141,6 +142,25 @@ def test_cached_and_uncached_decoding_give_the_same_tokens(reverser, sampler):
     cached = model.generate(source, max_length=LENGTH + 1, sampler=sampler)
     uncached = model.generate(source, max_length=LENGTH + 1, sampler=sampler, use_cache=False)
     np.testing.assert_array_equal(cached, uncached)
+
+
+def test_decoding_reads_every_attention_kernel_as_its_einsum_matrix():
+    assert _matrix_shape("btd,dnh->btnh", (64, 4, 16)) == (64, 64)
+    assert _matrix_shape("btnh,nhd->btd", (4, 16, 64)) == (64, 64)
+    assert _matrix_shape("bnd,dnh->bnh", (64, 4, 16)) is None  # n is batched
+    assert _matrix_shape("bd,dnh->bnh", (64, 4, 16)) == (64, 64)
+    assert _matrix_shape("bnh,nhd->bd", (4, 16, 64)) == (64, 64)
+    assert _matrix_shape("bdh,dnh->bn", (64, 4, 16)) is None  # contracted, kept, contracted
+    model = small_transformer()
+    model(reversal_task(2, seed=0)[0])
+    step_scope = loop_invariant_kernels(model.decoder_layers)
+    kernels = [v for v in model.decoder_layers[0].variables if len(v.shape) == 3]
+    assert len(kernels) == 8  # Q, K, V and output of self- and cross-attention
+    with step_scope() as scope:
+        for kernel in kernels:
+            substitute = scope.get_current_value(kernel)
+            assert substitute is not None, kernel.path
+            np.testing.assert_array_equal(substitute, kernel.numpy())
 
 
 @pytest.mark.large
