@@ -131,3 +131,30 @@ def test_the_int8_preparation_rewrites_keep_the_float_outputs(tmp_path):
     for name, value in before.items():
         np.testing.assert_allclose(after[name], value, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(before["plain"], x @ weight.T, atol=1e-6)
+
+
+def test_a_failing_tf2onnx_optimizer_pass_is_skipped_as_tf2onnx_does(
+    tmp_path, tiny, texts, monkeypatch
+):
+    """`onnx()` runs tf2onnx's optimizer passes in place (no deep copy per
+    pass); where one raises, the conversion is redone with tf2onnx's own
+    skip-the-failing-pass mode, and the user's environment is left alone."""
+    from tf2onnx import optimizer
+    from tf2onnx.optimizer.optimizer_base import GraphOptimizerBase
+
+    runs = []
+
+    class Failing(GraphOptimizerBase):
+        def _optimize(self, graph):
+            runs.append(os.environ.get("TF2ONNX_CATCH_ERRORS"))
+            raise RuntimeError("a broken optimizer pass")
+
+    passes = dict(optimizer._optimizers, failing=Failing)
+    monkeypatch.setattr(optimizer, "_optimizers", passes)
+    path = onnx(tiny.classifier, str(tmp_path / "model.onnx"))
+    assert runs[:2] == ["FALSE", None]
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ
+    inputs = tiny.tokenizer(texts)
+    expected = model_outputs(tiny.classifier, inputs)["logits"].numpy()
+    got = run_onnx(path, {name: value.numpy() for name, value in inputs.items()})["logits"]
+    np.testing.assert_allclose(got, expected, atol=1e-5)

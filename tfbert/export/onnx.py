@@ -60,7 +60,6 @@ def onnx(
             calibration data is needed. Its outputs differ from the Keras
             model's by design: `verify_onnx` checks its labels instead.
     """
-    import tf2onnx
 
     if quantization not in ONNX_QUANTIZATIONS:
         raise ValueError(
@@ -81,16 +80,46 @@ def onnx(
     with atomic_path(path, overwrite=overwrite) as staging:
         with tempfile.TemporaryDirectory() as scratch:
             converted = staging if quantization is None else os.path.join(scratch, "f32.onnx")
-            tf2onnx.convert.from_function(
-                serve,
-                input_signature=signature,
-                opset=opset,
-                output_path=converted,
-                custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
-            )
+            _convert(serve, signature, opset, converted)
             if quantization == "dynamic_int8":
                 _quantize_dynamic(converted, staging)
     return path
+
+
+def _convert(serve, signature, opset: int, path: str) -> None:
+    """tf2onnx's conversion of `serve`, written to `path`.
+
+    tf2onnx deep-copies the whole graph, weights included, before each of
+    its ~50 optimizer passes so that a failing pass can be skipped; for
+    MiniLM that copying is over a third of the conversion. The first try
+    runs the passes in place, and only a conversion that raises is redone
+    tf2onnx's careful way. (tf2onnx 1.17 turns the copies off whenever
+    TF2ONNX_CATCH_ERRORS is set, whatever its value, and on where unset.)
+    """
+    import tf2onnx
+
+    def convert():
+        tf2onnx.convert.from_function(
+            serve,
+            input_signature=signature,
+            opset=opset,
+            output_path=path,
+            custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
+        )
+
+    key = "TF2ONNX_CATCH_ERRORS"
+    before = os.environ.get(key)
+    if before is not None:  # the user's own choice
+        convert()
+        return
+    os.environ[key] = "FALSE"
+    try:
+        convert()
+    except Exception:  # an optimizer pass failed: redo it skipping such passes
+        del os.environ[key]
+        convert()
+    finally:
+        os.environ.pop(key, None)
 
 
 def _fold_weight_shapes(model) -> None:
