@@ -116,3 +116,31 @@ def test_a_saved_model_without_serve_token_ids_fails_the_signature_check(
         "(export it with tfbert.export.saved_model); it has ['__saved_model_init_op', "
         "'serving_default']."
     )
+
+
+@pytest.mark.xdist_group("tiny_exports")
+def test_the_tensorflow_only_process_survives_errors_and_is_restarted_if_killed(
+    tmp_path, tiny_exports, tiny
+):
+    """`verify_saved_model` keeps one TensorFlow-only child for all checks: a
+    model that fails to load is reported and the child serves on; a killed
+    child is replaced by a new one on the next check."""
+    from tfbert.export.verify import _server, run_saved_model
+
+    folder, _, sentences = tiny_exports
+    path = str(folder / "model/1")
+    verify_saved_model(path, tiny, sentences[:2])
+    child = _server._child
+    broken = tmp_path / "broken"
+    shutil.copytree(path, broken)
+    (broken / "saved_model.pb").write_bytes(b"not a graph")
+    with pytest.raises(RuntimeError, match=r"broken in a separate process failed:\n.*Traceback"):
+        run_saved_model(str(broken), [("serving_default", {"text": ["good"]})])
+    assert _server._child is child and child.poll() is None
+    [outputs] = run_saved_model(path, [("serving_default", {"text": ["good"]})])
+    assert outputs["label"].shape == (1,)
+    child.kill()
+    child.wait()
+    report = verify_saved_model(path, tiny, sentences[:2])
+    assert report["max_abs_diff"] < 1e-5
+    assert _server._child is not child and _server._child.poll() is None

@@ -1,18 +1,21 @@
 """Checks exported artifacts against the Keras model they came from.
 
-report = verify_saved_model(path, text_classifier, texts)   # fresh process, 1e-5
+report = verify_saved_model(path, text_classifier, texts)   # TF-only process, 1e-5
 report = verify_onnx("model.onnx", text_classifier, texts)  # ONNX Runtime, 1e-4
 report = verify_litert("model.tflite", text_classifier, texts)
 # {"artifact", "size", "max_abs_diff", "label_agreement", "batch1_ms", "requests"};
 # a failed check raises VerificationError naming the artifact, check and numbers.
 """
 
+import atexit
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -21,50 +24,123 @@ from tfbert.export.litert import interpreter, run_litert
 from tfbert.export.onnx import onnx_quantization, run_onnx
 from tfbert.export.saved_model import model_outputs, prepare, signature_io, token_axes
 
-# Runs in a fresh interpreter that imports only TensorFlow and tensorflow-text,
-# as TF Serving would load the model: no tfbert, no Keras. With "show" it
-# first runs `saved_model_cli show --all` in the same interpreter (one
-# TensorFlow import, which costs seconds, for both checks).
+# Runs in a separate interpreter that imports only TensorFlow and
+# tensorflow-text, as TF Serving would load the model: no tfbert, no Keras.
+# It stays up for later checks (importing TensorFlow costs 5-9 s of each
+# check otherwise) and answers one request per line on stdin: [path,
+# requests file, answers file, show]; with show it first runs
+# `saved_model_cli show --all` on the model. Each answer is one JSON line.
 _SAVED_MODEL_CHILD = """
-import contextlib, io, json, sys
+import contextlib, gc, io, json, sys, traceback
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
+from tensorflow.python.tools import saved_model_cli
 
-path, requests_file, answers_file, show = sys.argv[1:5]
-if show:
-    from tensorflow.python.tools import saved_model_cli
+def serve(path, requests_file, answers_file, show):
+    if show:
+        sys.argv = ["saved_model_cli", "show", "--all", "--dir", path]
+        with contextlib.redirect_stdout(io.StringIO()):  # the listing itself is not needed
+            try:
+                saved_model_cli.main()
+            except SystemExit as stop:
+                if stop.code:
+                    message = f"saved_model_cli show --all failed for {path}: exit {stop.code}"
+                    raise RuntimeError(message)
+    with open(requests_file) as f:
+        requests = json.load(f)
+    model = tf.saved_model.load(path)
+    answers = {}
+    for index, (signature, inputs) in enumerate(requests):
+        feed = {}
+        for name, value in inputs.items():
+            dtype = tf.string if isinstance(value[0], str) else tf.int32
+            feed[name] = tf.constant(value, dtype)
+        outputs = model.signatures[signature](**feed)
+        for name, value in outputs.items():
+            value = value.numpy()
+            if value.dtype == object:  # strings, as unicode arrays (no pickling)
+                value = np.array([v.decode("utf-8") for v in value.ravel()]).reshape(value.shape)
+            answers[f"{index}/{name}"] = value
+    assert not any(name.startswith("tfbert") for name in sys.modules), "tfbert was imported"
+    np.savez(answers_file, **answers)
 
-    sys.argv = ["saved_model_cli", "show", "--all", "--dir", path]
-    with contextlib.redirect_stdout(io.StringIO()):  # the listing itself is not needed
-        try:
-            saved_model_cli.main()
-        except SystemExit as stop:
-            if stop.code:
-                sys.exit(f"saved_model_cli show --all failed for {path}: exit {stop.code}")
-with open(requests_file) as f:
-    requests = json.load(f)
-model = tf.saved_model.load(path)
-answers = {}
-for index, (signature, inputs) in enumerate(requests):
-    feed = {}
-    for name, value in inputs.items():
-        dtype = tf.string if isinstance(value[0], str) else tf.int32
-        feed[name] = tf.constant(value, dtype)
-    outputs = model.signatures[signature](**feed)
-    for name, value in outputs.items():
-        value = value.numpy()
-        if value.dtype == object:  # strings, as unicode arrays (no pickling)
-            value = np.array([v.decode("utf-8") for v in value.ravel()]).reshape(value.shape)
-        answers[f"{index}/{name}"] = value
-assert not any(name.startswith("tfbert") for name in sys.modules), "tfbert was imported"
-np.savez(answers_file, **answers)
+answer = sys.stdout
+sys.stdout = sys.stderr  # only answers go to the parent's pipe
+for line in sys.stdin:
+    try:
+        serve(*json.loads(line))
+        reply = {"error": None}
+    except BaseException:
+        reply = {"error": traceback.format_exc()}
+    gc.collect()
+    answer.write(json.dumps(reply) + "\\n")
+    answer.flush()
 """
 
 
+class _SavedModelServer:
+    """The long-lived child interpreter of `_SAVED_MODEL_CHILD`, started on
+    first use and again after it dies; one request at a time."""
+
+    def __init__(self):
+        self._child = None
+        self._log = None
+        self._lock = threading.Lock()
+
+    def _start(self):
+        self._log = tempfile.TemporaryFile(mode="w+", prefix="tfbert-verify-")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", _SAVED_MODEL_CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=env,
+        )
+
+    def _stop(self):
+        if self._child is not None:
+            self._child.kill()
+            self._child.wait()
+            self._log.close()
+        self._child = None
+
+    def _log_tail(self) -> str:
+        self._log.seek(0)
+        return self._log.read()[-3000:]
+
+    def call(self, path, requests_file, answers_file, show, timeout=600) -> str | None:
+        """None, or the child's error text."""
+        with self._lock:
+            if self._child is None or self._child.poll() is not None:
+                self._stop()
+                self._start()
+            child = self._child
+            try:
+                child.stdin.write(json.dumps([path, requests_file, answers_file, show]) + "\n")
+                child.stdin.flush()
+            except BrokenPipeError:
+                pass
+            ready, _, _ = select.select([child.stdout], [], [], timeout)
+            line = child.stdout.readline() if ready else ""
+            if not line:
+                reason = f"no answer within {timeout} s" if not ready else "the process died"
+                error = f"{reason}:\n{self._log_tail()}"
+                self._stop()
+                return error
+            return json.loads(line)["error"]
+
+
+_server = _SavedModelServer()
+atexit.register(_server._stop)
+
+
 def run_saved_model(path: str, requests: list, show_all: bool = False) -> list[dict]:
-    """Calls signatures of the SavedModel at `path` in a fresh process that
-    imports only tensorflow and tensorflow_text.
+    """Calls signatures of the SavedModel at `path` in a separate process
+    that imports only tensorflow and tensorflow_text (no tfbert, no Keras;
+    it stays up for later calls and is restarted if it dies).
 
     Args:
         requests: list of (signature name, {input name: nested lists}).
@@ -79,13 +155,10 @@ def run_saved_model(path: str, requests: list, show_all: bool = False) -> list[d
         answers_file = os.path.join(folder, "answers.npz")
         with open(requests_file, "w", encoding="utf-8") as f:
             json.dump(requests, f)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        show = "show" if show_all else ""
-        child = [sys.executable, "-c", _SAVED_MODEL_CHILD, path, requests_file, answers_file, show]
-        done = subprocess.run(child, capture_output=True, text=True, timeout=600, env=env)
-        if done.returncode != 0:
+        error = _server.call(os.path.abspath(path), requests_file, answers_file, show_all)
+        if error is not None:
             raise RuntimeError(
-                f"Loading and calling {path} in a fresh process failed:\n{done.stderr[-3000:]}"
+                f"Loading and calling {path} in a separate process failed:\n{error[-3000:]}"
             )
         with np.load(answers_file) as data:
             answers = [{} for _ in requests]
@@ -237,7 +310,7 @@ def verify_saved_model(
 ) -> dict:
     """Checks the SavedModel at `path` against `model`; returns a report.
 
-    Both signatures must be there; a fresh process that imports only
+    Both signatures must be there; a separate process that imports only
     tensorflow and tensorflow_text runs `saved_model_cli show --all`
     (which must succeed), then calls `serving_default` on
     raw `texts` (paired with themselves reversed when it takes `text_pair`)
