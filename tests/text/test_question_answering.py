@@ -22,6 +22,24 @@ def test_squad_scores_follow_the_official_normalization():
         squad_scores(["a", "b"], [["a"]])
 
 
+def test_squad_scores_drop_gold_answers_that_normalize_to_nothing():
+    """The official SQuAD 2.0 script keeps only gold answers with something
+    left after normalization; with none left only "" is right."""
+
+    def scores(prediction, golds):
+        result = squad_scores([prediction], [golds])
+        return result["exact_match"], result["f1"]
+
+    # "the" normalizes to "": not an answer the empty prediction can match.
+    assert scores("", ["the", "cat"]) == (0.0, 0.0)
+    assert scores("the cat", ["the", "cat"]) == (100.0, 100.0)
+    assert scores("a cat sat", ["the", "cat"]) == (0.0, pytest.approx(100 * 2 / 3))
+    # Only empty-after-normalization golds: unanswerable, "" is the answer.
+    assert scores("", ["the", "."]) == (100.0, 100.0)
+    assert scores("cat", ["an", "!"]) == (0.0, 0.0)
+    assert scores("", []) == (100.0, 100.0)
+
+
 @pytest.fixture(scope="module")
 def long_contexts():
     """Real BBC articles (hundreds of words), with answers taken from them."""

@@ -214,6 +214,10 @@ def _f1(prediction: str, truth: str) -> float:
 def squad_scores(predictions, gold_answers) -> dict:
     """SQuAD exact match and F1 (in %), the best over each example's gold answers.
 
+    As the official SQuAD 2.0 evaluation script: gold answers that normalize
+    to nothing ("the", ".") are dropped first, and a question left with no
+    gold answer counts as unanswerable, where only "" scores.
+
     Args:
         predictions: list of predicted strings ("" for no answer).
         gold_answers: list of lists of acceptable answers ([] or [""] when the
@@ -223,7 +227,7 @@ def squad_scores(predictions, gold_answers) -> dict:
         raise ValueError(f"{len(predictions)} predictions for {len(gold_answers)} examples.")
     exact = f1 = 0.0
     for prediction, golds in zip(predictions, gold_answers, strict=True):
-        golds = list(golds) or [""]
+        golds = [gold for gold in golds if _normalize_answer(gold)] or [""]
         exact += max(
             float(_normalize_answer(prediction) == _normalize_answer(gold)) for gold in golds
         )
