@@ -149,6 +149,7 @@ def test_a_failing_tf2onnx_optimizer_pass_is_skipped_as_tf2onnx_does(
             runs.append(os.environ.get("TF2ONNX_CATCH_ERRORS"))
             raise RuntimeError("a broken optimizer pass")
 
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
     passes = dict(optimizer._optimizers, failing=Failing)
     monkeypatch.setattr(optimizer, "_optimizers", passes)
     path = onnx(tiny.classifier, str(tmp_path / "model.onnx"))

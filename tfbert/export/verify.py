@@ -8,6 +8,7 @@ report = verify_litert("model.tflite", text_classifier, texts)
 """
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -27,11 +28,17 @@ from tfbert.export.saved_model import model_outputs, prepare, signature_io, toke
 # Runs in a separate interpreter that imports only TensorFlow and
 # tensorflow-text, as TF Serving would load the model: no tfbert, no Keras.
 # It stays up for later checks (importing TensorFlow costs 5-9 s of each
-# check otherwise) and answers one request per line on stdin: [path,
-# requests file, answers file, show]; with show it first runs
-# `saved_model_cli show --all` on the model. Each answer is one JSON line.
+# check otherwise) and answers one request per line on stdin: [request id,
+# path, requests file, answers file, show]; with show it first runs
+# `saved_model_cli show --all` on the model. Each answer is one JSON line
+# on a private copy of stdout: file descriptor 1 itself goes to stderr, so
+# nothing a model or TensorFlow prints can be taken for an answer.
 _SAVED_MODEL_CHILD = """
-import contextlib, gc, io, json, sys, traceback
+import os, sys
+answer = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+import contextlib, gc, io, json, traceback
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
@@ -65,72 +72,114 @@ def serve(path, requests_file, answers_file, show):
     assert not any(name.startswith("tfbert") for name in sys.modules), "tfbert was imported"
     np.savez(answers_file, **answers)
 
-answer = sys.stdout
-sys.stdout = sys.stderr  # only answers go to the parent's pipe
 for line in sys.stdin:
+    request_id, *request = json.loads(line)
     try:
-        serve(*json.loads(line))
-        reply = {"error": None}
+        serve(*request)
+        reply = {"id": request_id, "error": None}
     except BaseException:
-        reply = {"error": traceback.format_exc()}
+        reply = {"id": request_id, "error": traceback.format_exc()}
     gc.collect()
+    sys.stderr.flush()
     answer.write(json.dumps(reply) + "\\n")
     answer.flush()
 """
 
 
 class _SavedModelServer:
-    """The long-lived child interpreter of `_SAVED_MODEL_CHILD`, started on
-    first use and again after it dies; one request at a time."""
+    """The long-lived child interpreter of `_SAVED_MODEL_CHILD`: started on
+    first use, one request at a time, and replaced by a new one after it
+    dies, after any request that did not end in its answer (timeout,
+    interrupt), after `RESTART_AFTER` requests (repeated SavedModel loads
+    grow a process's memory) and in a forked process. Its environment is
+    the parent's when it starts."""
+
+    RESTART_AFTER = 50
 
     def __init__(self):
         self._child = None
         self._log = None
+        self._pid = None
+        self._served = 0
+        self._requests = 0
         self._lock = threading.Lock()
 
     def _start(self):
-        self._log = tempfile.TemporaryFile(mode="w+", prefix="tfbert-verify-")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self._log = tempfile.TemporaryFile(mode="a+b", prefix="tfbert-verify-")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_FORCE_GPU_ALLOW_GROWTH="true")
         self._child = subprocess.Popen(
             [sys.executable, "-c", _SAVED_MODEL_CHILD],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            text=True,
             env=env,
         )
+        self._pid, self._served = os.getpid(), 0
 
     def _stop(self):
-        if self._child is not None:
+        if self._child is not None and self._pid == os.getpid():
             self._child.kill()
             self._child.wait()
-            self._log.close()
+            for stream in (self._child.stdin, self._child.stdout, self._log):
+                with contextlib.suppress(OSError):
+                    stream.close()
         self._child = None
 
-    def _log_tail(self) -> str:
-        self._log.seek(0)
-        return self._log.read()[-3000:]
+    def _log_since(self, offset: int) -> str:
+        self._log.seek(offset)
+        return self._log.read().decode("utf-8", errors="replace")[-3000:]
+
+    def _answer(self, timeout: float) -> bytes:
+        """The child's next line, b"" if it closed its end; TimeoutError after `timeout`."""
+        deadline, data = time.monotonic() + timeout, b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._child.stdout], [], [], max(left, 0))
+            if not ready:
+                raise TimeoutError(f"no answer within {timeout} s")
+            chunk = os.read(self._child.stdout.fileno(), 1 << 16)
+            if not chunk:
+                return b""
+            data += chunk
+        return data
 
     def call(self, path, requests_file, answers_file, show, timeout=600) -> str | None:
-        """None, or the child's error text."""
+        """None, or the child's error text (with what it logged meanwhile)."""
         with self._lock:
-            if self._child is None or self._child.poll() is not None:
+            if (
+                self._child is None
+                or self._pid != os.getpid()
+                or self._child.poll() is not None
+                or self._served >= self.RESTART_AFTER
+            ):
                 self._stop()
                 self._start()
-            child = self._child
+            self._requests += 1
+            request_id = self._requests
+            offset = self._log.seek(0, os.SEEK_END)
+            answered = False
             try:
-                child.stdin.write(json.dumps([path, requests_file, answers_file, show]) + "\n")
-                child.stdin.flush()
-            except BrokenPipeError:
-                pass
-            ready, _, _ = select.select([child.stdout], [], [], timeout)
-            line = child.stdout.readline() if ready else ""
-            if not line:
-                reason = f"no answer within {timeout} s" if not ready else "the process died"
-                error = f"{reason}:\n{self._log_tail()}"
-                self._stop()
-                return error
-            return json.loads(line)["error"]
+                line = json.dumps([request_id, path, requests_file, answers_file, show])
+                with contextlib.suppress(BrokenPipeError):  # it died: no answer follows
+                    self._child.stdin.write(line.encode() + b"\n")
+                    self._child.stdin.flush()
+                try:
+                    data = self._answer(timeout)
+                except TimeoutError as error:
+                    return f"{error}:\n{self._log_since(offset)}"
+                if not data:
+                    return f"the process died:\n{self._log_since(offset)}"
+                reply = json.loads(data)
+                if reply.get("id") != request_id:
+                    return f"an answer to another request: {data[:300]!r}"
+                answered = True
+                self._served += 1
+                if reply["error"] is not None:
+                    return f"{reply['error']}{self._log_since(offset)}"
+                return None
+            finally:
+                if not answered:  # out of step with its requests: never reused
+                    self._stop()
 
 
 _server = _SavedModelServer()
@@ -158,7 +207,7 @@ def run_saved_model(path: str, requests: list, show_all: bool = False) -> list[d
         error = _server.call(os.path.abspath(path), requests_file, answers_file, show_all)
         if error is not None:
             raise RuntimeError(
-                f"Loading and calling {path} in a separate process failed:\n{error[-3000:]}"
+                f"Loading and calling {path} in a separate process failed:\n{error[-6000:]}"
             )
         with np.load(answers_file) as data:
             answers = [{} for _ in requests]

@@ -216,7 +216,8 @@ def squad_scores(predictions, gold_answers) -> dict:
 
     As the official SQuAD 2.0 evaluation script: gold answers that normalize
     to nothing ("the", ".") are dropped first, and a question left with no
-    gold answer counts as unanswerable, where only "" scores.
+    gold answer counts as unanswerable, where only a prediction that
+    normalizes to nothing ("" or "the") scores.
 
     Args:
         predictions: list of predicted strings ("" for no answer).
