@@ -60,7 +60,6 @@ def onnx(
             calibration data is needed. Its outputs differ from the Keras
             model's by design: `verify_onnx` checks its labels instead.
     """
-
     if quantization not in ONNX_QUANTIZATIONS:
         raise ValueError(
             f"Unknown quantization {quantization!r} for ONNX; use one of {ONNX_QUANTIZATIONS}."
@@ -108,8 +107,7 @@ def _convert(serve, signature, opset: int, path: str) -> None:
         )
 
     key = "TF2ONNX_CATCH_ERRORS"
-    before = os.environ.get(key)
-    if before is not None:  # the user's own choice
+    if key in os.environ:  # the user's own choice
         convert()
         return
     os.environ[key] = "FALSE"
