@@ -133,6 +133,63 @@ def test_the_int8_preparation_rewrites_keep_the_float_outputs(tmp_path):
     np.testing.assert_allclose(before["plain"], x @ weight.T, atol=1e-6)
 
 
+def test_node_protos_written_once_give_the_model_tf2onnx_writes(
+    tmp_path, tiny, texts, monkeypatch
+):
+    """`onnx()` skips tf2onnx's rewrite of every node's protobuf after each
+    optimizer pass: the file holds the same nodes, attributes and weights as
+    tf2onnx's own conversion (set TF2ONNX_CATCH_ERRORS: the user's choice),
+    computes the same logits, and tf2onnx is left as it was."""
+    import onnx as onnx_format
+    from onnx import numpy_helper
+    from tf2onnx import optimizer
+    from tf2onnx.graph import Graph
+
+    writes = []
+    write_all = Graph.update_proto
+
+    def counted(self, external_tensor_storage=None):
+        writes.append(self)
+        return write_all(self, external_tensor_storage)
+
+    monkeypatch.setattr(Graph, "update_proto", counted)
+    optimize_graph = optimizer.optimize_graph
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    fast = onnx(tiny.classifier, str(tmp_path / "fast.onnx"))
+    assert (optimizer.optimize_graph, Graph.update_proto) == (optimize_graph, counted)
+    fast_writes, writes[:] = len(writes), []
+    monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", "TRUE")
+    own = onnx(tiny.classifier, str(tmp_path / "own.onnx"))
+    # Once after conversion, once in make_model; tf2onnx's way adds one per pass.
+    assert fast_writes == 2 and len(writes) > 40, (fast_writes, len(writes))
+
+    def contents(path):
+        graph = onnx_format.load(path).graph
+        # tf2onnx's node order and names vary from one conversion to the next.
+        nodes = sorted(
+            (
+                node.op_type,
+                len(node.input),
+                [(a.name, a.type, a.i, a.f, list(a.ints)) for a in node.attribute],
+            )
+            for node in graph.node
+        )
+        weights = sorted(
+            (w.data_type, tuple(w.dims), numpy_helper.to_array(w).tobytes())
+            for w in graph.initializer
+        )
+        return nodes, weights
+
+    fast_nodes, fast_weights = contents(fast)
+    own_nodes, own_weights = contents(own)
+    assert len(fast_nodes) > 100 and fast_nodes == own_nodes
+    assert len(fast_weights) > 10 and fast_weights == own_weights
+    inputs = {name: value.numpy() for name, value in tiny.tokenizer(texts).items()}
+    np.testing.assert_array_equal(
+        run_onnx(fast, inputs)["logits"], run_onnx(own, inputs)["logits"]
+    )
+
+
 def test_a_failing_tf2onnx_optimizer_pass_is_skipped_as_tf2onnx_does(
     tmp_path, tiny, texts, monkeypatch
 ):
