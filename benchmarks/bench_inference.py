@@ -44,6 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_train import encoder_flops, matmul_peak  # noqa: E402  (same folder)
 
 import tfbert  # noqa: E402,F401  (pins the TensorFlow backend)
 from tfbert import export  # noqa: E402
@@ -250,6 +251,7 @@ def serving_table(args, tokenizer, sentences, classifier, work):
         ("tfbert serve_token_ids, bucketed 16", "ids", lambda b: token_ids(**b), id_batches),
     ]
     rows = []
+    peak = matmul_peak("float32")
     for name, kind, serve, batches in endpoints:
         rows.append((name, kind, *[timed(serve, batches[size]) for size in sizes]))
         print(f"  measured {name}", flush=True)
@@ -283,6 +285,24 @@ def serving_table(args, tokenizer, sentences, classifier, work):
         "Targets: bucketed <= 0.5x keras-hub; serve_token_ids at 128 <= 0.8x keras-hub's export",
         "(the fixed row: the same 128 positions computed; the bucketed row skips the padding).",
     ]
+    # What 128 positions cost at best: the encoder's matrix products at the
+    # measured float32 matmul peak of this machine.
+    backbone = classifier.backbone
+    flops = encoder_flops(
+        backbone.hidden_dim, backbone.intermediate_dim, backbone.num_layers, LENGTH
+    )
+    bound = {size: 1e3 * size * flops / peak for size in sizes}
+    notes.append(
+        f"At 128 positions the encoder's matrix products are {flops / 1e9:.2f} GFLOP per "
+        f"sequence; at the measured float32 matmul peak ({peak / 1e9:.0f} GFLOP/s) that is "
+        f"at least {bound[1]:.1f} ms at batch 1 and {bound[8]:.1f} ms at batch 8."
+    )
+    for name, kind, one, eight in rows:
+        if "128" in name and kind == "ids":
+            notes.append(
+                f"  {name}: {100 * bound[1] / one:.0f}% / {100 * bound[8] / eight:.0f}% of "
+                "that peak (batch 1 / 8)"
+            )
     print("\n" + "\n".join(notes))
 
 

@@ -66,11 +66,17 @@ def matmul_peak(dtype: str) -> float:
     return 2 * n**3 / best
 
 
+def encoder_flops(hidden_dim: int, intermediate_dim: int, num_layers: int, length: int):
+    """Forward FLOPs of one sequence's encoder matrix products: the Q/K/V/output
+    and FFN projections of every position, the attention scores and mixing."""
+    d, i, t = hidden_dim, intermediate_dim, length
+    return num_layers * (2 * t * (4 * d * d + 2 * d * i) + 2 * 2 * t * t * d)
+
+
 def flops_per_step(next_sentence: bool) -> float:
     """Model FLOPs of one training step (3x forward: forward + 2x backward)."""
-    d, i, layers = SIZE["hidden_dim"], SIZE["intermediate_dim"], SIZE["num_layers"]
-    t = LENGTH
-    encoder = layers * (2 * t * (4 * d * d + 2 * d * i) + 2 * 2 * t * t * d)
+    d = SIZE["hidden_dim"]
+    encoder = encoder_flops(d, SIZE["intermediate_dim"], SIZE["num_layers"], LENGTH)
     mlm_head = PREDICTIONS * (2 * d * d + 2 * d * VOCABULARY)
     pooler_nsp = (2 * d * d + 2 * d * 2) if next_sentence else 0
     return 3 * BATCH * (encoder + mlm_head + pooler_nsp)
