@@ -65,3 +65,42 @@ def test_two_replicas_warn_about_keras_clipping_and_refuse_an_untested_keras():
         done.stderr
     )
     assert "this process runs Keras 3.16.0" in done.stderr
+
+
+def test_a_fresh_model_traces_its_first_step_once_and_trains_like_keras(real_inputs):
+    """Keras builds the optimizer inside the first trace on one device, which
+    makes TensorFlow trace the step twice; tfbert builds it first. The
+    weights after `fit` equal those of the same model trained by Keras'
+    own (twice-traced) path."""
+    import keras
+    import numpy as np
+
+    from tests.models.test_bert_backbone import TINY
+    from tfbert.models import BertBackbone, BertClassifier
+
+    labels = np.arange(len(real_inputs["token_ids"])) % 2
+    keras.utils.set_random_seed(0)
+    model = BertClassifier(BertBackbone(**TINY, dropout=0.0), 2, dropout=0.0)
+    weights = model.get_weights()
+    traced = []
+    train_step, test_step = model.train_step, model.test_step
+    model.train_step = lambda data: traced.append("train") or train_step(data)
+    model.test_step = lambda data: traced.append("test") or test_step(data)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(real_inputs, labels, batch_size=4, epochs=2, verbose=0)
+    evaluation = model.evaluate(real_inputs, labels, batch_size=4, verbose=0, return_dict=True)
+    assert traced == ["train", "test"]
+    trained = model.get_weights()
+
+    # The same layers in a plain keras.Model, which tfbert changes nothing of.
+    plain = keras.Model(model.inputs, model.outputs)
+    plain.set_weights(weights)
+    plain.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    plain.fit(real_inputs, labels, batch_size=4, epochs=2, verbose=0)
+    for ours, theirs in zip(trained, plain.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    loss = plain.evaluate(real_inputs, labels, batch_size=4, verbose=0)
+    np.testing.assert_allclose(evaluation["loss"], loss, rtol=1e-5)
