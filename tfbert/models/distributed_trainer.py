@@ -19,9 +19,10 @@ model in the same program trains exactly as without tfbert.
    logs with a leading axis of length one, so that very reduction becomes
    the element-wise mean across replicas that one machine computes.
 
-A third change, on every strategy and one device alike, only saves time:
-`_build_before_tracing` builds the optimizer and compiled metrics before the
-first step is traced, so that the step graph is built once, not twice.
+A third change only saves time, for a model made outside any strategy
+scope: `_build_before_tracing` builds the optimizer and compiled metrics
+before the first training step is traced, so that its graph is built once,
+not twice.
 
 The optimizer half (clipping the summed gradient, accumulating gradients
 across replicas) is `tfbert.training.DistributedOptimizer`. Both lean on
@@ -57,7 +58,7 @@ def check_keras_version(feature: str, version: str | None = None) -> None:
             f"{feature} relies on Keras internals that tfbert was tested with on Keras "
             f"{low[0]}.{low[1]}.x; this process runs Keras {version}. Install the tested "
             f"version (pip install 'keras>={low[0]}.{low[1]},<{high[0]}.{high[1]}'), or "
-            "train on one device, where tfbert changes nothing of Keras."
+            "train on one device, where these fixes do not run."
         )
 
 
@@ -82,35 +83,48 @@ def _first_local_replica(strategy, batch):
     return tree.map_structure(first, batch)
 
 
-def _build_before_tracing(model, iterator=None, data_batch=None) -> None:
-    """Builds the optimizer and the compiled losses and metrics from the
-    shapes of the data, before the first step is traced.
+# Where `_maybe_symbolic_build` leaves the data's shapes for `make_train_function`.
+_FIRST_TRACE_SHAPES = "_tfbert_first_trace_shapes"
 
-    Outside a strategy scope Keras 3.15 leaves that to the trace of the
-    first step, and a `tf.function` whose first trace creates variables is
-    traced a second time: every `fit`, `evaluate` and `train_on_batch` of a
-    fresh model on one device built its step graph twice (a fresh
-    2-layer Transformer's first `fit` took 14 s on 2 cores, 6 s with one
-    trace). Under a strategy Keras builds first from a batch; here the
-    dataset's element spec gives the shapes and no batch is read. Inputs
-    other than dense tensors (ragged, sparse), or a model Keras cannot
-    build symbolically, keep Keras' way: the build inside the trace.
-    """
+
+def _dense_shapes(iterator=None, data_batch=None):
+    """What the first training step will be given: `train_on_batch`'s batch,
+    or the element spec of `fit`'s dataset (no batch is read); None when
+    any part is not a dense tensor (ragged, sparse, Python lists)."""
+    import numpy as np
     import tensorflow as tf  # element specs are tf.data's
 
     if data_batch is None:
-        spec = getattr(getattr(iterator, "_distributed_dataset", None), "element_spec", None)
-        if spec is None or not all(isinstance(s, tf.TensorSpec) for s in tree.flatten(spec)):
-            return
-        data_batch = spec
-    try:
-        model._symbolic_build(data_batch=data_batch)
-    except Exception:  # noqa: BLE001 - the trace builds it, and reports a real error there
+        dataset = getattr(iterator, "_distributed_dataset", None)
+        data_batch = getattr(dataset, "element_spec", None)
+    dense = (tf.TensorSpec, tf.Tensor, np.ndarray, type(None))
+    if data_batch is None or not all(isinstance(v, dense) for v in tree.flatten(data_batch)):
+        return None
+    return data_batch
+
+
+def _build_before_tracing(model, shapes) -> None:
+    """Builds the optimizer and the compiled losses and metrics of a built
+    model from `shapes` before its first training step is traced.
+
+    Outside a strategy scope Keras 3.15 leaves that to the trace of the
+    first step, and a `tf.function` whose first trace creates variables is
+    traced a second time: every first `fit` or `train_on_batch` on one
+    device built its step graph twice. Keras builds the same way, from a
+    batch, under a strategy. Where Keras cannot build symbolically, the
+    trace builds as before and reports any real error.
+    """
+    if shapes is None:
         return
+    try:
+        if all(layer.built for layer in model._flatten_layers()):
+            model._symbolic_build(data_batch=shapes)
+    except Exception:  # noqa: BLE001 - the trace builds it, and reports a real error
+        pass
 
 
 class MultiWorkerTraining:
-    """The two trainer fixes of this module's docstring, as a mixin.
+    """The trainer changes of this module's docstring, as a mixin.
 
     `DistributedTrainer` (every tfbert model) and
     `tfbert.compression.BertDistiller` (a `keras.distillation.Distiller`,
@@ -122,8 +136,10 @@ class MultiWorkerTraining:
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
         if strategy is None:
-            return _build_before_tracing(self, iterator, data_batch)
-        if strategy is None or iterator is None or not spans_workers(strategy):
+            # Kept for `make_train_function`: `evaluate` builds no optimizer.
+            self.__dict__[_FIRST_TRACE_SHAPES] = _dense_shapes(iterator, data_batch)
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if iterator is None or not spans_workers(strategy):
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         check_keras_version(f"Multi-worker fit ({type(self).__name__})")
         for _, _, distributed_iterator in iterator:
@@ -133,6 +149,9 @@ class MultiWorkerTraining:
             self._symbolic_build(data_batch=data_batch)
 
     def make_train_function(self, force=False):
+        shapes = self.__dict__.pop(_FIRST_TRACE_SHAPES, None)
+        if self.train_function is None or force:
+            _build_before_tracing(self, shapes)
         # A LossScaleOptimizer (mixed float16) applies its inner optimizer's update.
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         replicas = self.distribute_strategy.num_replicas_in_sync
@@ -152,6 +171,10 @@ class MultiWorkerTraining:
                 stacklevel=2,
             )
         return super().make_train_function(force)
+
+    def make_test_function(self, force=False):
+        self.__dict__.pop(_FIRST_TRACE_SHAPES, None)
+        return super().make_test_function(force)
 
     def _make_function(self, step_function):
         if not spans_workers(self.distribute_strategy):
