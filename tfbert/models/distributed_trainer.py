@@ -138,8 +138,7 @@ class MultiWorkerTraining:
         if strategy is None:
             # Kept for `make_train_function`: `evaluate` builds no optimizer.
             self.__dict__[_FIRST_TRACE_SHAPES] = _dense_shapes(iterator, data_batch)
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        if iterator is None or not spans_workers(strategy):
+        if strategy is None or iterator is None or not spans_workers(strategy):
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         check_keras_version(f"Multi-worker fit ({type(self).__name__})")
         for _, _, distributed_iterator in iterator:
